@@ -1,0 +1,75 @@
+//! Slipway's dashboard: Leptos components and the server functions they call.
+//! The same server functions are the HTTP API scripts and the CLI use; every
+//! one has a stable endpoint under `/api/`.
+
+pub mod components;
+pub mod pages;
+pub mod projects;
+#[cfg(feature = "ssr")]
+pub mod server;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes, A};
+use leptos_router::path;
+
+/// The name wasm-bindgen output and the stylesheet are published under (`/pkg/slipway.js`).
+pub const OUTPUT_NAME: &str = "slipway";
+
+/// The HTML document the server renders around the app.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+/// The dashboard: layout, navigation and routes.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    // Marks the page as interactive once the wasm has taken over; effects only
+    // run in the browser, so a server-rendered page never carries the mark.
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+    view! {
+        <Stylesheet id="slipway" href="/pkg/slipway.css"/>
+        <Title formatter=|text| format!("{text} · Slipway")/>
+        <Router>
+            <div class="layout">
+                <nav class="sidebar" aria-label="Main">
+                    <a class="brand" href="/">"⛵ Slipway"</a>
+                    <A href="/projects">"Projects"</A>
+                    <A href="/builds">"Builds"</A>
+                    <A href="/releases">"Releases"</A>
+                    <A href="/environments">"Environments"</A>
+                </nav>
+                <main class="content">
+                    <Routes fallback=|| view! { <pages::NotFound/> }>
+                        <Route path=path!("/") view=projects::ProjectsPage/>
+                        <Route path=path!("/projects") view=projects::ProjectsPage/>
+                        <Route path=path!("/projects/:project") view=projects::ProjectPage/>
+                        <Route path=path!("/builds") view=pages::BuildsPage/>
+                        <Route path=path!("/releases") view=pages::ReleasesPage/>
+                        <Route path=path!("/environments") view=pages::EnvironmentsPage/>
+                    </Routes>
+                </main>
+            </div>
+        </Router>
+    }
+}

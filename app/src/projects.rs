@@ -1,0 +1,205 @@
+//! Projects: server functions (`/api/projects/*`) and the Projects and Project pages.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+use server_fn::codec::Json;
+use slipway_model::project::{NewProject, Project, ProjectSummary};
+use slipway_model::AppError;
+
+use crate::components::{error_fallback, format_time, ErrorNotice, Loading};
+
+/// Every project with its build, release and environment counts.
+#[server(prefix = "/api", endpoint = "projects/list", input = Json)]
+pub async fn list_projects() -> Result<Vec<ProjectSummary>, AppError> {
+    let ctx = crate::server::context()?;
+    Ok(ctx.store.list_projects().await?)
+}
+
+/// Creates a project from a name and a repository (absolute path or git URL).
+#[server(prefix = "/api", endpoint = "projects/create", input = Json)]
+pub async fn create_project(input: NewProject) -> Result<Project, AppError> {
+    let ctx = crate::server::context()?;
+    let project = ctx.store.create_project(&input, None).await?;
+    tracing::info!(project = %project.id, name = %project.name, "project created");
+    Ok(project)
+}
+
+/// One project by id, slug or name.
+#[server(prefix = "/api", endpoint = "projects/show", input = Json)]
+pub async fn get_project(project: String) -> Result<Project, AppError> {
+    let ctx = crate::server::context()?;
+    Ok(ctx.store.get_project(&project).await?)
+}
+
+/// The Projects page: the list, and the form that adds one.
+#[component]
+pub fn ProjectsPage() -> impl IntoView {
+    let create = ServerAction::<CreateProject>::new();
+    let projects = Resource::new(move || create.version().get(), |_| list_projects());
+    view! {
+        <Title text="Projects"/>
+        <header class="page-header">
+            <h1>"Projects"</h1>
+        </header>
+        <NewProjectForm create/>
+        <section class="panel">
+            <Suspense fallback=|| view! { <Loading what="projects"/> }>
+                <ErrorBoundary fallback=error_fallback>
+                    {move || Suspend::new(async move {
+                        let projects = projects.await?;
+                        Ok::<_, AppError>(view! { <ProjectTable projects/> })
+                    })}
+                </ErrorBoundary>
+            </Suspense>
+        </section>
+    }
+}
+
+#[component]
+fn ProjectTable(projects: Vec<ProjectSummary>) -> impl IntoView {
+    if projects.is_empty() {
+        return view! { <p class="empty">"No projects yet. Add one with the form above."</p> }.into_any();
+    }
+    view! {
+        <table id="projects" class="table">
+            <thead>
+                <tr>
+                    <th>"Name"</th>
+                    <th>"Repository"</th>
+                    <th class="num">"Builds"</th>
+                    <th class="num">"Releases"</th>
+                    <th class="num">"Environments"</th>
+                    <th>"Created"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {projects
+                    .into_iter()
+                    .map(|s| {
+                        let href = format!("/projects/{}", s.project.slug);
+                        view! {
+                            <tr data-project=s.project.slug.clone()>
+                                <td><a href=href>{s.project.name.clone()}</a></td>
+                                <td><code>{s.project.repo_url.clone()}</code></td>
+                                <td class="num">{s.build_count}</td>
+                                <td class="num">{s.release_count}</td>
+                                <td class="num">{s.environment_count}</td>
+                                <td>{format_time(&s.project.created_at)}</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
+#[component]
+fn NewProjectForm(create: ServerAction<CreateProject>) -> impl IntoView {
+    let name = RwSignal::new(String::new());
+    let repo = RwSignal::new(String::new());
+    let description = RwSignal::new(String::new());
+    let pending = create.pending();
+    let result = create.value();
+    // Clear the form once a project was created.
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = result.get() {
+            name.set(String::new());
+            repo.set(String::new());
+            description.set(String::new());
+        }
+    });
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let description = description.get_untracked();
+        create.dispatch(CreateProject {
+            input: NewProject {
+                name: name.get_untracked(),
+                repo_url: repo.get_untracked(),
+                description: (!description.trim().is_empty()).then_some(description),
+                default_branch: None,
+            },
+        });
+    };
+    view! {
+        <section class="panel">
+            <h2>"New project"</h2>
+            <form id="new-project" class="form" on:submit=on_submit>
+                <label>
+                    "Name"
+                    <input name="name" required placeholder="payments" bind:value=name/>
+                </label>
+                <label>
+                    "Repository"
+                    <input
+                        name="repo_url"
+                        required
+                        placeholder="/srv/git/payments or https://git.example/payments.git"
+                        bind:value=repo
+                    />
+                </label>
+                <label>
+                    "Description"
+                    <input name="description" placeholder="optional" bind:value=description/>
+                </label>
+                <button type="submit" disabled=move || pending.get()>
+                    {move || if pending.get() { "Creating…" } else { "Create project" }}
+                </button>
+            </form>
+            {move || match result.get() {
+                Some(Err(e)) => view! { <ErrorNotice error=e/> }.into_any(),
+                Some(Ok(p)) => {
+                    view! {
+                        <p class="notice" role="status">
+                            "Created "<a href=format!("/projects/{}", p.slug)>{p.name}</a>
+                        </p>
+                    }
+                        .into_any()
+                }
+                None => ().into_any(),
+            }}
+        </section>
+    }
+}
+
+/// One project: its repository and settings.
+#[component]
+pub fn ProjectPage() -> impl IntoView {
+    let params = use_params_map();
+    let key = move || params.read().get("project").unwrap_or_default();
+    let project = Resource::new(key, get_project);
+    view! {
+        <Suspense fallback=|| view! { <Loading what="project"/> }>
+            <ErrorBoundary fallback=error_fallback>
+                {move || Suspend::new(async move {
+                    let p = project.await?;
+                    Ok::<_, AppError>(
+                        view! {
+                            <Title text=p.name.clone()/>
+                            <header class="page-header">
+                                <h1>{p.name.clone()}</h1>
+                                <span class="muted"><code>{p.id.clone()}</code></span>
+                            </header>
+                            <section class="panel">
+                                <dl class="facts">
+                                    <dt>"Repository"</dt>
+                                    <dd><code>{p.repo_url.clone()}</code></dd>
+                                    <dt>"Default branch"</dt>
+                                    <dd>{p.default_branch.clone()}</dd>
+                                    <dt>"Description"</dt>
+                                    <dd>{p.description.clone().unwrap_or_else(|| "—".into())}</dd>
+                                    <dt>"Every build creates a release"</dt>
+                                    <dd>{if p.auto_release { "yes" } else { "no" }}</dd>
+                                    <dt>"Created"</dt>
+                                    <dd>{format_time(&p.created_at)}</dd>
+                                </dl>
+                            </section>
+                        },
+                    )
+                })}
+            </ErrorBoundary>
+        </Suspense>
+    }
+}

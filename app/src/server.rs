@@ -1,0 +1,16 @@
+//! Server-side helpers for server functions: the context they run in.
+
+use slipway_engine::Store;
+use slipway_model::AppError;
+
+/// What every server function can reach; provided by the server per request.
+#[derive(Clone, Debug)]
+pub struct AppContext {
+    pub store: Store,
+}
+
+/// The request's context, or an internal error if the server did not provide it.
+pub fn context() -> Result<AppContext, AppError> {
+    leptos::prelude::use_context::<AppContext>()
+        .ok_or_else(|| AppError::internal("server context missing; this is a bug in the server setup"))
+}

@@ -1,0 +1,125 @@
+//! `slipway`: the command-line client. It calls the same HTTP endpoints as the
+//! dashboard's server functions, prints human tables by default and JSON with
+//! `--json`.
+
+mod client;
+mod table;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use slipway_model::project::{NewProject, Project, ProjectSummary};
+
+use client::Client;
+
+#[derive(Debug, Parser)]
+#[command(name = "slipway", version, about = "Command-line client for Slipway")]
+struct Cli {
+    /// Slipway server to talk to.
+    #[arg(long, global = true, env = "SLIPWAY_SERVER", default_value = "http://127.0.0.1:3000")]
+    server: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Debug, Subcommand)]
+enum Top {
+    /// Projects: list, create, show.
+    #[command(subcommand)]
+    Project(ProjectCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectCmd {
+    /// List every project.
+    List,
+    /// Create a project from a repository (absolute path on the server host, or git URL).
+    Create {
+        /// Project name.
+        name: String,
+        /// Repository: /path/to/repo or a git URL.
+        #[arg(long = "repo")]
+        repo_url: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// Branch builds use when no ref is given (default: main).
+        #[arg(long)]
+        branch: Option<String>,
+    },
+    /// Show one project (by id, slug or name).
+    Show { project: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let client = Client::new(&cli.server);
+    match run(&cli, &client) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli, client: &Client) -> anyhow::Result<()> {
+    match &cli.command {
+        Top::Project(ProjectCmd::List) => {
+            let projects: Vec<ProjectSummary> = client.call("projects/list", json!({}))?;
+            if cli.json {
+                return print_json(&projects);
+            }
+            let rows = projects
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.project.id.clone(),
+                        s.project.name.clone(),
+                        s.project.repo_url.clone(),
+                        s.build_count.to_string(),
+                        s.release_count.to_string(),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            table::print(&["ID", "NAME", "REPOSITORY", "BUILDS", "RELEASES"], &rows);
+        }
+        Top::Project(ProjectCmd::Create { name, repo_url, description, branch }) => {
+            let input = NewProject {
+                name: name.clone(),
+                repo_url: repo_url.clone(),
+                description: description.clone(),
+                default_branch: branch.clone(),
+            };
+            let project: Project = client.call("projects/create", json!({ "input": input }))?;
+            if cli.json {
+                return print_json(&project);
+            }
+            println!("Created project {} ({})", project.name, project.id);
+        }
+        Top::Project(ProjectCmd::Show { project }) => {
+            let p: Project = client.call("projects/show", json!({ "project": project }))?;
+            if cli.json {
+                return print_json(&p);
+            }
+            table::print_facts(&[
+                ("ID", p.id),
+                ("Name", p.name),
+                ("Slug", p.slug),
+                ("Repository", p.repo_url),
+                ("Default branch", p.default_branch),
+                ("Description", p.description.unwrap_or_else(|| "-".into())),
+                ("Created", p.created_at.to_rfc3339()),
+            ]);
+        }
+    }
+    Ok(())
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! Slipway's native core: the Postgres store, the embedded services a
+//! one-command install starts (Postgres, Docker engine, registry, base image),
+//! the demo project, and (later) builds, logs, releases and deploys.
+
+pub mod demo;
+pub mod docker;
+pub mod embedded;
+pub mod error;
+pub mod health;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use store::Store;

@@ -1,0 +1,57 @@
+//! The Postgres store: one pool, migrations at start-up, and one module of
+//! queries per area of the domain.
+
+mod projects;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+
+use crate::error::Result;
+
+/// The migrations in `engine/migrations`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Handle on the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Connects with a pool sized for a server process.
+    #[tracing::instrument(skip_all)]
+    pub async fn connect(url: &str) -> Result<Store> {
+        let options: PgConnectOptions = url.parse()?;
+        let options = options.log_statements(tracing::log::LevelFilter::Debug);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(Store { pool })
+    }
+
+    /// Wraps an existing pool (tests get one from `#[sqlx::test]`).
+    pub fn from_pool(pool: PgPool) -> Store {
+        Store { pool }
+    }
+
+    /// Applies every migration not yet applied.
+    #[tracing::instrument(skip_all)]
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// `SELECT version()`, for the health check.
+    pub async fn server_version(&self) -> Result<String> {
+        let v: (String,) = sqlx::query_as("SELECT current_setting('server_version')").fetch_one(&self.pool).await?;
+        Ok(v.0)
+    }
+}

@@ -1,0 +1,139 @@
+//! Projects.
+
+use chrono::{DateTime, Utc};
+use slipway_model::id::{self, PROJECT};
+use slipway_model::project::{check_repo_url, slugify, NewProject, Project, ProjectSummary, RepoKind, DEFAULT_BRANCH};
+use slipway_model::AppError;
+
+use super::Store;
+use crate::error::Result;
+
+#[derive(sqlx::FromRow)]
+struct ProjectRow {
+    id: String,
+    name: String,
+    slug: String,
+    repo_url: String,
+    default_branch: String,
+    description: Option<String>,
+    auto_release: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl From<ProjectRow> for Project {
+    fn from(r: ProjectRow) -> Self {
+        Project {
+            id: r.id,
+            name: r.name,
+            slug: r.slug,
+            repo_url: r.repo_url,
+            default_branch: r.default_branch,
+            description: r.description,
+            auto_release: r.auto_release,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    #[sqlx(flatten)]
+    project: ProjectRow,
+    build_count: i64,
+    release_count: i64,
+    environment_count: i64,
+}
+
+const PROJECT_COLUMNS: &str = "p.id, p.name, p.slug, p.repo_url, p.default_branch, p.description, p.auto_release, p.created_at";
+
+/// Checks that a local repository path exists on this host and is a git repository.
+fn check_local_repo(path: &str) -> Result<(), AppError> {
+    let p = std::path::Path::new(path);
+    if !p.exists() {
+        return Err(AppError::invalid("repo_url", format!("{path} does not exist on the Slipway host")));
+    }
+    if !p.is_dir() {
+        return Err(AppError::invalid("repo_url", format!("{path} is not a directory")));
+    }
+    let is_worktree = p.join(".git").exists();
+    let is_bare = p.join("HEAD").is_file() && p.join("objects").is_dir();
+    if !is_worktree && !is_bare {
+        return Err(AppError::invalid("repo_url", format!("{path} is not a git repository (no .git found)")));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Creates a project after validating every field; a duplicate name is a
+    /// conflict naming the field.
+    #[tracing::instrument(skip_all, fields(name = %input.name))]
+    pub async fn create_project(&self, input: &NewProject, created_by: Option<&str>) -> Result<Project> {
+        let input = input.normalized()?;
+        if check_repo_url(&input.repo_url) == Ok(RepoKind::LocalPath) {
+            check_local_repo(&input.repo_url)?;
+        }
+        let slug = slugify(&input.name);
+        let row: ProjectRow = sqlx::query_as(&format!(
+            "INSERT INTO projects AS p (id, name, slug, repo_url, default_branch, description, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             RETURNING {PROJECT_COLUMNS}"
+        ))
+        .bind(id::new_id(PROJECT))
+        .bind(&input.name)
+        .bind(&slug)
+        .bind(&input.repo_url)
+        .bind(input.default_branch.as_deref().unwrap_or(DEFAULT_BRANCH))
+        .bind(&input.description)
+        .bind(created_by)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.into())
+    }
+
+    /// Every project, by name, with its counts.
+    #[tracing::instrument(skip_all)]
+    pub async fn list_projects(&self) -> Result<Vec<ProjectSummary>> {
+        let rows: Vec<SummaryRow> = sqlx::query_as(&format!(
+            "SELECT {PROJECT_COLUMNS},
+                (SELECT count(*) FROM build_specs b WHERE b.project_id = p.id) AS build_count,
+                (SELECT count(*) FROM releases r WHERE r.project_id = p.id) AS release_count,
+                (SELECT count(*) FROM environments e WHERE e.project_id = p.id) AS environment_count
+             FROM projects p ORDER BY lower(p.name)"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ProjectSummary {
+                project: r.project.into(),
+                build_count: r.build_count,
+                release_count: r.release_count,
+                environment_count: r.environment_count,
+            })
+            .collect())
+    }
+
+    /// One project by id (`prj_…`) or slug.
+    #[tracing::instrument(skip_all, fields(project = %id_or_slug))]
+    pub async fn get_project(&self, id_or_slug: &str) -> Result<Project> {
+        let key = id_or_slug.trim();
+        let row: Option<ProjectRow> = sqlx::query_as(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects p WHERE p.id = $1 OR p.slug = $1 OR lower(p.name) = lower($1)
+             ORDER BY (p.id = $1) DESC, (p.slug = $1) DESC LIMIT 1"
+        ))
+        .bind(key)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(Into::into).ok_or_else(|| AppError::not_found(format!("project `{key}`")).into())
+    }
+
+    /// The project with this slug, if any (used by seeding to stay idempotent).
+    pub async fn find_project_by_slug(&self, slug: &str) -> Result<Option<Project>> {
+        let row: Option<ProjectRow> =
+            sqlx::query_as(&format!("SELECT {PROJECT_COLUMNS} FROM projects p WHERE p.slug = $1"))
+                .bind(slug)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.map(Into::into))
+    }
+}

@@ -1,0 +1,103 @@
+//! Configuration: every setting is a flag and an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Slipway: a self-hosted build and release control plane.
+///
+/// With no configuration it starts what it needs itself: a private Postgres
+/// cluster in the data directory (unless DATABASE_URL is set), the Docker
+/// engine (unless one answers), a registry on 127.0.0.1, and a local base image.
+#[derive(Debug, Parser)]
+#[command(name = "slipway-server", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub serve: Serve,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the dashboard and API (the default).
+    Serve,
+    /// Start only the embedded services (Postgres, Docker engine, registry,
+    /// base image), print how to reach them as KEY=VALUE lines, and keep them
+    /// running until interrupted. The test command uses this.
+    Services,
+}
+
+/// Settings shared by every command.
+#[derive(Debug, Args, Clone)]
+pub struct Common {
+    /// Directory for Slipway's own data: the embedded Postgres cluster, registry
+    /// storage, logs of started services, the demo repository. Defaults to
+    /// /var/lib/slipway as root, else $XDG_DATA_HOME/slipway.
+    #[arg(long, env = "SLIPWAY_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+
+    /// Postgres to use. When unset, Slipway runs its own cluster in the data directory.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Start `dockerd --bridge=none --iptables=false --ip-masq=false` when no engine answers
+    /// at DOCKER_HOST (or /var/run/docker.sock).
+    #[arg(long, env = "SLIPWAY_START_DOCKER", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub start_docker: bool,
+
+    /// An existing registry (host:port) to push to, or `none` to disable pushing.
+    /// When unset, Slipway serves its own registry at --registry-addr.
+    #[arg(long, env = "SLIPWAY_REGISTRY", global = true)]
+    pub registry: Option<String>,
+
+    /// Address of the embedded registry (loopback only).
+    #[arg(long, env = "SLIPWAY_REGISTRY_ADDR", default_value = "127.0.0.1:5000", global = true)]
+    pub registry_addr: SocketAddr,
+}
+
+/// Settings of the `serve` command.
+#[derive(Debug, Args, Clone)]
+pub struct Serve {
+    /// Address the dashboard and API listen on.
+    #[arg(long, env = "SLIPWAY_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+
+    /// Directory with the built site (pkg/slipway.js, pkg/slipway_bg.wasm, pkg/slipway.css, favicon).
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+
+    /// Name of the database in the embedded cluster.
+    #[arg(long, env = "SLIPWAY_DATABASE_NAME", default_value = "slipway")]
+    pub database_name: String,
+
+    /// Seed the demo project on first run.
+    #[arg(long, env = "SLIPWAY_SEED_DEMO", default_value_t = true, action = clap::ArgAction::Set)]
+    pub seed_demo: bool,
+}
+
+impl Common {
+    /// The data directory, defaulted as documented.
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(d) = &self.data_dir {
+            return d.clone();
+        }
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc_geteuid() } == 0 {
+            return PathBuf::from("/var/lib/slipway");
+        }
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        base.join("slipway")
+    }
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}

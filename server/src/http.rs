@@ -1,0 +1,102 @@
+//! The router: `/healthz`, server functions under `/api/`, the Leptos pages,
+//! and static files — with request tracing and error statuses that match the
+//! error (never a 500 for bad input).
+
+use axum::body::Body;
+use axum::extract::{FromRef, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use http_body_util::BodyExt;
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, handle_server_fns_with_context, LeptosRoutes};
+use slipway_app::server::AppContext;
+use slipway_app::{shell, App};
+use slipway_engine::Store;
+use slipway_model::AppError;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+/// Everything a request handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub leptos: LeptosOptions,
+    pub store: Store,
+    pub docker: Option<bollard::Docker>,
+    pub docker_endpoint: String,
+    /// `host:port` of the registry, or `None` when pushing is disabled.
+    pub registry: Option<String>,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}
+
+impl AppState {
+    fn context(&self) -> AppContext {
+        AppContext { store: self.store.clone() }
+    }
+}
+
+/// Builds the whole router; tests call this directly.
+pub fn app(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let ctx = state.context();
+    let page_ctx = ctx.clone();
+    let options = state.leptos.clone();
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route(
+            "/api/{*fn_name}",
+            get(server_fn_handler).post(server_fn_handler),
+        )
+        .leptos_routes_with_context(&state, routes, move || provide_context(page_ctx.clone()), move || shell(options.clone()))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::from_fn(error_status))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .with_state(state)
+}
+
+async fn server_fn_handler(State(state): State<AppState>, req: Request<Body>) -> impl IntoResponse {
+    let ctx = state.context();
+    handle_server_fns_with_context(move || provide_context(ctx.clone()), req).await
+}
+
+/// `GET /healthz`: database, Docker engine and registry, as JSON; 503 when degraded.
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    let health =
+        slipway_engine::health::check(&state.store, state.docker.as_ref(), &state.docker_endpoint, state.registry.as_deref()).await;
+    let status = if health.status == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(health))
+}
+
+/// Server functions answer every error with 500; this gives each error the
+/// status its code stands for (422 for bad input, 404, 409, …), reading the
+/// `AppError` the body carries.
+async fn error_status(req: Request<Body>, next: Next) -> Response {
+    let is_api = req.uri().path().starts_with("/api/");
+    let res = next.run(req).await;
+    if !is_api || res.status() != StatusCode::INTERNAL_SERVER_ERROR {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response(),
+    };
+    if let Ok(err) = serde_json::from_slice::<AppError>(&bytes) {
+        if let Ok(status) = StatusCode::from_u16(err.http_status()) {
+            parts.status = status;
+        }
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}

@@ -1,0 +1,9 @@
+//! The Slipway server: the router (`app`), the start-up of embedded services,
+//! and the shutdown that stops what it started.
+
+pub mod config;
+mod http;
+mod startup;
+
+pub use http::{app, AppState};
+pub use startup::{run, run_services};

@@ -1,0 +1,202 @@
+//! Start-up: embedded services when none is configured, migrations, the demo
+//! project, then serving until Ctrl-C or SIGTERM; on the way out, everything
+//! this process started is stopped again.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context};
+use leptos::config::LeptosOptions;
+use slipway_engine::embedded::{self, DockerEngine, EmbeddedPostgres, EmbeddedRegistry};
+use slipway_engine::Store;
+
+use crate::config::{Common, Serve};
+use crate::http::{app, AppState};
+
+/// The services this process started (or adopted) and must stop on exit.
+#[derive(Default)]
+struct Started {
+    postgres: Option<EmbeddedPostgres>,
+    docker: Option<DockerEngine>,
+    registry: Option<EmbeddedRegistry>,
+}
+
+impl Started {
+    async fn stop(&mut self) {
+        if let Some(mut r) = self.registry.take() {
+            r.stop().await;
+        }
+        if let Some(mut d) = self.docker.take() {
+            d.stop().await;
+        }
+        if let Some(p) = self.postgres.take() {
+            p.stop().await;
+        }
+    }
+}
+
+fn prepare_data_dir(common: &Common) -> anyhow::Result<PathBuf> {
+    let dir = common.data_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let dir = dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))?;
+    tracing::info!(data_dir = %dir.display(), "data directory");
+    Ok(dir)
+}
+
+/// Docker engine, registry and base image, in that order.
+async fn start_engine_and_registry(common: &Common, data_dir: &Path, started: &mut Started) -> anyhow::Result<Option<String>> {
+    let engine = embedded::connect_or_start_docker(data_dir, common.start_docker).await?;
+    embedded::ensure_base_image(&engine.docker).await?;
+    started.docker = Some(engine);
+    let registry = match common.registry.as_deref() {
+        Some("none") => {
+            tracing::info!("registry disabled (SLIPWAY_REGISTRY=none): builds will not be pushed");
+            None
+        }
+        Some(host) => {
+            match embedded::probe_registry(host) {
+                Ok(v) => tracing::info!(registry = host, api = %v, "using the configured registry"),
+                Err(e) => tracing::warn!(registry = host, error = %e, "the configured registry does not answer yet"),
+            }
+            Some(host.to_string())
+        }
+        None => {
+            if !common.registry_addr.ip().is_loopback() {
+                return Err(anyhow!(
+                    "--registry-addr {} is not a loopback address; the embedded registry only listens on 127.0.0.1",
+                    common.registry_addr
+                ));
+            }
+            let registry = EmbeddedRegistry::start(data_dir, common.registry_addr).await?;
+            let host = registry.addr.to_string();
+            started.registry = Some(registry);
+            Some(host)
+        }
+    };
+    Ok(registry)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow!("{addr} is already in use: stop what listens there, or choose another address with --addr / SLIPWAY_ADDR")
+        } else {
+            anyhow!("cannot listen on {addr}: {e}")
+        }
+    })?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// `slipway-server serve`.
+pub async fn run(common: Common, serve: Serve) -> anyhow::Result<()> {
+    // Fail on a busy port before starting anything that would need stopping.
+    let listener = bind(serve.addr)?;
+    let site_root = serve.site_root.clone();
+    if !site_root.join("pkg").join(format!("{}.js", slipway_app::OUTPUT_NAME)).is_file() {
+        return Err(anyhow!(
+            "the dashboard is not built at {}: run `cargo xtask run` (it builds it), or point --site-root / LEPTOS_SITE_ROOT at a built site",
+            site_root.display()
+        ));
+    }
+    let data_dir = prepare_data_dir(&common)?;
+    let mut started = Started::default();
+    let result = serve_inner(&common, &serve, &data_dir, listener, &mut started).await;
+    started.stop().await;
+    result
+}
+
+async fn serve_inner(
+    common: &Common,
+    serve: &Serve,
+    data_dir: &Path,
+    listener: std::net::TcpListener,
+    started: &mut Started,
+) -> anyhow::Result<()> {
+    let database_url = match &common.database_url {
+        Some(url) => url.clone(),
+        None => {
+            let pg = EmbeddedPostgres::start(&data_dir.join("postgres")).await?;
+            pg.ensure_database(&serve.database_name).await?;
+            let url = pg.url(&serve.database_name);
+            started.postgres = Some(pg);
+            url
+        }
+    };
+    let store = Store::connect(&database_url).await.context("connecting to the database")?;
+    store.migrate().await.context("applying database migrations")?;
+    tracing::info!("database ready, migrations applied");
+
+    let registry = start_engine_and_registry(common, data_dir, started).await?;
+    let (docker, docker_endpoint) = match &started.docker {
+        Some(e) => (Some(e.docker.clone()), e.endpoint.clone()),
+        None => (None, "not connected".to_string()),
+    };
+
+    if serve.seed_demo {
+        slipway_engine::demo::seed_demo_project(&store, data_dir).await.context("seeding the demo project")?;
+    }
+
+    let leptos = LeptosOptions::builder()
+        .output_name(slipway_app::OUTPUT_NAME)
+        .site_root(serve.site_root.display().to_string())
+        .site_pkg_dir("pkg")
+        .site_addr(serve.addr)
+        .build();
+    let state = AppState { leptos, store, docker, docker_endpoint, registry };
+    let router = app(state);
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    tracing::info!(url = %format!("http://{}", serve.addr), "Slipway is serving the dashboard");
+    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// `slipway-server services`: start the embedded services, print how to reach
+/// them, and keep them up until interrupted.
+pub async fn run_services(common: Common) -> anyhow::Result<()> {
+    let data_dir = prepare_data_dir(&common)?;
+    let mut started = Started::default();
+    let result = async {
+        let database_url = match &common.database_url {
+            Some(url) => url.clone(),
+            None => {
+                let pg = EmbeddedPostgres::start(&data_dir.join("postgres")).await?;
+                let url = pg.url("postgres");
+                started.postgres = Some(pg);
+                url
+            }
+        };
+        let registry = start_engine_and_registry(&common, &data_dir, &mut started).await?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "DATABASE_URL={database_url}")?;
+        if let Some(engine) = &started.docker {
+            writeln!(out, "SLIPWAY_DOCKER_ENDPOINT={}", engine.endpoint)?;
+        }
+        writeln!(out, "SLIPWAY_REGISTRY={}", registry.unwrap_or_else(|| "none".into()))?;
+        writeln!(out, "SLIPWAY_SERVICES_READY=1")?;
+        out.flush()?;
+        drop(out);
+        shutdown_signal().await;
+        anyhow::Ok(())
+    }
+    .await;
+    started.stop().await;
+    result
+}

@@ -1,0 +1,124 @@
+//! Router tests: the whole `app(state)` driven with `oneshot`, against a fresh
+//! database from `#[sqlx::test]`, the real Docker engine and the test registry.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use leptos::config::LeptosOptions;
+use serde_json::{json, Value};
+use slipway_engine::Store;
+use slipway_server::{app, AppState};
+use sqlx::PgPool;
+use tower::ServiceExt;
+
+async fn router(pool: PgPool) -> Router {
+    let leptos = LeptosOptions::builder().output_name("slipway").site_root("target/site").site_pkg_dir("pkg").build();
+    let docker = bollard::Docker::connect_with_local_defaults().ok();
+    let registry = std::env::var("SLIPWAY_REGISTRY").ok().filter(|r| r != "none");
+    app(AppState {
+        leptos,
+        store: Store::from_pool(pool),
+        docker,
+        docker_endpoint: "unix:///var/run/docker.sock".into(),
+        registry,
+    })
+}
+
+async fn call(router: &Router, method: &str, uri: &str, body: Option<&str>) -> (StatusCode, String) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        req = req.header("content-type", "application/json").header("accept", "application/json");
+    }
+    let req = req.body(body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty)).unwrap();
+    let res = router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn git_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(std::process::Command::new("git").arg("init").arg("-q").arg(dir.path()).status().unwrap().success());
+    dir
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn healthz_reports_database_engine_and_registry(pool: PgPool) {
+    let router = router(pool).await;
+    let (status, body) = call(&router, "GET", "/healthz", None).await;
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["database"]["status"], "ok", "{body}");
+    assert!(health["database"]["detail"].as_str().unwrap().starts_with("PostgreSQL"), "{body}");
+    // CI starts the engine and a registry before the tests; both must be up.
+    assert_eq!(health["docker"]["status"], "ok", "{body}");
+    assert_eq!(health["registry"]["status"], "ok", "{body}");
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn project_round_trip_through_the_api(pool: PgPool) {
+    let router = router(pool).await;
+    let repo = git_repo();
+    let body = json!({ "input": { "name": "Checkout", "repo_url": repo.path() } }).to_string();
+    let (status, created) = call(&router, "POST", "/api/projects/create", Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let created: Value = serde_json::from_str(&created).unwrap();
+    assert_eq!(created["slug"], "checkout");
+
+    let (status, listed) = call(&router, "POST", "/api/projects/list", Some("{}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed[0]["id"], created["id"]);
+    assert_eq!(listed[0]["build_count"], 0);
+
+    let (status, shown) = call(&router, "POST", "/api/projects/show", Some(r#"{"project":"checkout"}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(serde_json::from_str::<Value>(&shown).unwrap()["id"], created["id"]);
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn bad_input_is_422_naming_every_field_never_500(pool: PgPool) {
+    let router = router(pool).await;
+    let (status, body) =
+        call(&router, "POST", "/api/projects/create", Some(r#"{"input":{"name":"","repo_url":"relative/path"}}"#)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let err: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(err["code"], "invalid_input");
+    let fields: Vec<&str> = err["problems"].as_array().unwrap().iter().map(|p| p["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["name", "repo_url"]);
+
+    // Not JSON at all, and JSON missing the argument: still a 4xx with a reason.
+    for bad in ["{not json", r#"{"wrong":1}"#] {
+        let (status, body) = call(&router, "POST", "/api/projects/create", Some(bad)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert!(body.contains("invalid_input"), "{body}");
+    }
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn duplicate_project_is_409_and_unknown_project_is_404(pool: PgPool) {
+    let router = router(pool).await;
+    let repo = git_repo();
+    let body = json!({ "input": { "name": "dup", "repo_url": repo.path() } }).to_string();
+    assert_eq!(call(&router, "POST", "/api/projects/create", Some(&body)).await.0, StatusCode::OK);
+    let (status, again) = call(&router, "POST", "/api/projects/create", Some(&body)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    assert!(again.contains("\"field\":\"name\""), "{again}");
+    let (status, missing) = call(&router, "POST", "/api/projects/show", Some(r#"{"project":"ghost"}"#)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn dashboard_pages_render_on_the_server(pool: PgPool) {
+    let router = router(pool).await;
+    let repo = git_repo();
+    let body = json!({ "input": { "name": "rendered-project", "repo_url": repo.path() } }).to_string();
+    call(&router, "POST", "/api/projects/create", Some(&body)).await;
+    let (status, html) = call(&router, "GET", "/projects", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("rendered-project"), "server-rendered list lacks the project");
+    assert!(html.contains("/pkg/slipway.js"), "hydration script missing");
+    let (status, _) = call(&router, "GET", "/no/such/page", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,252 @@
+//! `cargo xtask test`: build, start the services the tests need (a private
+//! Postgres cluster, the Docker engine, a registry on a free loopback port),
+//! run every Rust test against them, then serve Slipway on a free port with its
+//! own database and data directory and run the browser tests against it.
+//! Ends with one line: `summary: N passed, M failed`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::install::{self, Purpose};
+use crate::site::{self, Profile};
+use crate::util::{free_port, run as run_cmd, show, step, Ctx};
+
+#[derive(Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    failures: Vec<String>,
+}
+
+/// The `slipway-server services` process and what it printed.
+struct Services {
+    child: Child,
+    env: Vec<(String, String)>,
+}
+
+impl Services {
+    fn start(server: &Path, data_dir: &Path) -> Result<Services, String> {
+        let registry_port = free_port()?;
+        let mut cmd = Command::new(server);
+        cmd.arg("services")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--registry-addr")
+            .arg(format!("127.0.0.1:{registry_port}"))
+            .env_remove("DATABASE_URL")
+            .env_remove("SLIPWAY_REGISTRY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        step(&format!("starting test services: {}", show(&cmd)));
+        let mut child = cmd.spawn().map_err(|e| format!("starting {}: {e}", server.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout from the services process")?;
+        let mut env = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.map_err(|e| e.to_string())?;
+            if line == "SLIPWAY_SERVICES_READY=1" {
+                return Ok(Services { child, env });
+            }
+            if let Some((k, v)) = line.split_once('=') {
+                eprintln!("    {k}={v}");
+                env.push((k.to_string(), v.to_string()));
+            }
+        }
+        let status = child.wait().map_err(|e| e.to_string())?;
+        Err(format!("the test services did not start ({status}); see the error above"))
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    fn stop(mut self) {
+        terminate(&mut self.child, Duration::from_secs(60));
+    }
+}
+
+fn terminate(child: &mut Child, grace: Duration) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let start = Instant::now();
+    while start.elapsed() < grace {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Runs a command, echoing its stdout, and feeds each line to `parse`.
+fn run_counted(cmd: &mut Command, mut parse: impl FnMut(&str)) -> Result<bool, String> {
+    let shown = show(cmd);
+    let mut child = cmd.stdout(Stdio::piped()).spawn().map_err(|e| format!("could not start `{shown}`: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut out = std::io::stdout();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        let _ = writeln!(out, "{line}");
+        parse(&line);
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    Ok(status.success())
+}
+
+/// `test result: ok. 5 passed; 0 failed; …`
+fn parse_cargo(line: &str, totals: &mut Totals) {
+    if let Some(rest) = line.trim().strip_prefix("test result: ") {
+        for part in rest.split(';') {
+            let words: Vec<&str> = part.split_whitespace().collect();
+            match words.as_slice() {
+                [.., n, "passed"] => totals.passed += n.parse::<u64>().unwrap_or(0),
+                [n, "failed"] => totals.failed += n.parse::<u64>().unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Playwright's list reporter ends with `  3 passed (4.2s)` / `  1 failed`.
+fn parse_playwright(line: &str, passed: &mut u64, failed: &mut u64) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    if let [n, kind, ..] = words.as_slice() {
+        if let Ok(n) = n.parse::<u64>() {
+            match *kind {
+                "passed" => *passed = n,
+                "failed" | "flaky" => *failed += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+fn http_get_status(addr: &str, path: &str) -> Option<u16> {
+    let mut stream = std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = [0u8; 64];
+    let n = stream.read(&mut buf).ok()?;
+    let head = String::from_utf8_lossy(&buf[..n]);
+    head.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn cargo_tests(ctx: &Ctx, services: &Services, extra: &[String], totals: &mut Totals) -> Result<(), String> {
+    step("running the Rust tests (unit, store, router, engine)");
+    let mut cmd = ctx.cargo();
+    cmd.args(["test", "--workspace", "--exclude", "slipway-frontend"]).args(extra);
+    for (k, v) in &services.env {
+        cmd.env(k, v);
+    }
+    let mut counts = Totals::default();
+    let ok = run_counted(&mut cmd, |line| parse_cargo(line, &mut counts))?;
+    totals.passed += counts.passed;
+    totals.failed += counts.failed;
+    if !ok {
+        if counts.failed == 0 {
+            totals.failed += 1;
+        }
+        totals.failures.push("cargo test".into());
+    }
+    Ok(())
+}
+
+fn browser_tests(ctx: &Ctx, server: &Path, services: &Services, work: &Path, totals: &mut Totals) -> Result<(), String> {
+    step("running the browser tests (Playwright, Debian's Chromium)");
+    let e2e = ctx.root.join("end2end");
+    if !e2e.join("node_modules/@playwright/test").is_dir() {
+        run_cmd(Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]).current_dir(&e2e))?;
+    }
+    let base_url = services.get("DATABASE_URL").ok_or("the services process printed no DATABASE_URL")?;
+    let db = format!("slipway_e2e_{}", std::process::id());
+    run_cmd(Command::new("psql").arg(base_url).args(["-q", "-v", "ON_ERROR_STOP=1", "-c"]).arg(format!("CREATE DATABASE {db}")))?;
+    let db_url = format!("{}/{db}", base_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(base_url));
+    let port = free_port()?;
+    let addr = format!("127.0.0.1:{port}");
+    let data = work.join("e2e");
+    let log_path = work.join("e2e-server.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(server);
+    cmd.args(["serve", "--addr", &addr, "--start-docker", "false", "--database-url", &db_url])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--site-root")
+        .arg(ctx.site())
+        .arg("--registry")
+        .arg(services.get("SLIPWAY_REGISTRY").unwrap_or("none"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+    let mut child = cmd.spawn().map_err(|e| format!("starting the server for browser tests: {e}"))?;
+    let started = Instant::now();
+    loop {
+        if http_get_status(&addr, "/healthz") == Some(200) {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(format!("the server for browser tests exited ({status}):\n{log}"));
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            terminate(&mut child, Duration::from_secs(10));
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(format!("the server for browser tests was not healthy within 90 s:\n{log}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut cmd = Command::new("npx");
+    cmd.args(["playwright", "test", "--reporter=list"])
+        .current_dir(&e2e)
+        .env("BASE_URL", format!("http://{addr}"))
+        .env("SLIPWAY_E2E_REPO", data.join("demo-repo"));
+    let (mut passed, mut failed) = (0, 0);
+    let ok = run_counted(&mut cmd, |line| parse_playwright(line, &mut passed, &mut failed));
+    terminate(&mut child, Duration::from_secs(20));
+    let ok = ok?;
+    if !ok && failed == 0 {
+        failed = 1;
+    }
+    totals.passed += passed;
+    totals.failed += failed;
+    if !ok {
+        totals.failures.push(format!("browser tests (server log: {})", log_path.display()));
+    }
+    Ok(())
+}
+
+fn work_dir() -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("slipway-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// `cargo xtask test [-- CARGO TEST ARGS]`.
+pub fn run(ctx: &Ctx, args: &[String]) -> Result<(), String> {
+    let extra: Vec<String> = match args.first().map(String::as_str) {
+        Some("--") => args[1..].to_vec(),
+        _ => args.to_vec(),
+    };
+    install::ensure(ctx, Purpose::Test)?;
+    site::build_site(ctx, Profile::Dev)?;
+    let server = site::build_server(ctx, Profile::Dev)?;
+    step("compiling the tests");
+    run_cmd(ctx.cargo().args(["test", "--workspace", "--exclude", "slipway-frontend", "--no-run"]))?;
+    let work = work_dir()?;
+    let services = Services::start(&server, &work.join("services"))?;
+    let mut totals = Totals::default();
+    let cargo = cargo_tests(ctx, &services, &extra, &mut totals);
+    let browser = if extra.is_empty() { browser_tests(ctx, &server, &services, &work, &mut totals) } else { Ok(()) };
+    services.stop();
+    if totals.failures.is_empty() && cargo.is_ok() && browser.is_ok() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    cargo?;
+    browser?;
+    println!("summary: {} passed, {} failed", totals.passed, totals.failed);
+    if !totals.failures.is_empty() {
+        return Err(format!("failed: {}", totals.failures.join(", ")));
+    }
+    Ok(())
+}
+
