@@ -65,7 +65,11 @@ pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        AppError { code, message: message.into(), problems: Vec::new() }
+        AppError {
+            code,
+            message: message.into(),
+            problems: Vec::new(),
+        }
     }
 
     /// One invalid field: the message names it.
@@ -74,7 +78,10 @@ impl AppError {
         AppError {
             code: ErrorCode::InvalidInput,
             message: format!("{field}: {message}"),
-            problems: vec![FieldProblem { field: field.to_string(), message }],
+            problems: vec![FieldProblem {
+                field: field.to_string(),
+                message,
+            }],
         }
     }
 
@@ -85,7 +92,11 @@ impl AppError {
             .map(|p| format!("{}: {}", p.field, p.message))
             .collect::<Vec<_>>()
             .join("; ");
-        AppError { code: ErrorCode::InvalidInput, message, problems }
+        AppError {
+            code: ErrorCode::InvalidInput,
+            message,
+            problems,
+        }
     }
 
     pub fn not_found(what: impl Into<String>) -> Self {
@@ -121,13 +132,15 @@ mod server_fn_impl {
 
         fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
             match value {
-                ServerFnErrorErr::Args(m) | ServerFnErrorErr::Deserialization(m) => {
-                    AppError::new(ErrorCode::InvalidInput, format!("the request body could not be read: {m}"))
-                }
+                ServerFnErrorErr::Args(m) | ServerFnErrorErr::Deserialization(m) => AppError::new(
+                    ErrorCode::InvalidInput,
+                    format!("the request body could not be read: {m}"),
+                ),
                 ServerFnErrorErr::Registration(m) => AppError::new(ErrorCode::NotFound, m),
-                ServerFnErrorErr::Request(m) | ServerFnErrorErr::Response(m) => {
-                    AppError::new(ErrorCode::Transport, format!("could not reach the Slipway server: {m}"))
-                }
+                ServerFnErrorErr::Request(m) | ServerFnErrorErr::Response(m) => AppError::new(
+                    ErrorCode::Transport,
+                    format!("could not reach the Slipway server: {m}"),
+                ),
                 ServerFnErrorErr::MissingArg(m) => {
                     AppError::new(ErrorCode::InvalidInput, format!("missing argument: {m}"))
                 }
@@ -144,7 +157,10 @@ mod tests {
     #[test]
     fn invalid_field_message_names_the_field() {
         let e = AppError::invalid("repo_url", "must be an absolute path or a git URL");
-        assert_eq!(e.to_string(), "repo_url: must be an absolute path or a git URL");
+        assert_eq!(
+            e.to_string(),
+            "repo_url: must be an absolute path or a git URL"
+        );
         assert_eq!(e.http_status(), 422);
         let json = serde_json::to_string(&e).unwrap();
         let back: AppError = serde_json::from_str(&json).unwrap();

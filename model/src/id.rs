@@ -444,7 +444,10 @@ mod tests {
 
     #[test]
     fn the_spec_vector_encodes_and_decodes() {
-        assert_eq!(encode("prefix", uuid(SPEC_UUID)), format!("prefix_{SPEC_SUFFIX}"));
+        assert_eq!(
+            encode("prefix", uuid(SPEC_UUID)),
+            format!("prefix_{SPEC_SUFFIX}")
+        );
         assert_eq!(encode("", uuid(SPEC_UUID)), SPEC_SUFFIX);
         let (prefix, u) = decode(&format!("prefix_{SPEC_SUFFIX}")).expect("decodes");
         assert_eq!(prefix, "prefix");
@@ -497,7 +500,17 @@ mod tests {
     #[test]
     fn uppercase_suffixes_are_rejected_with_a_lowercase_hint() {
         let err = decode(&format!("bld_{}", SPEC_SUFFIX.to_uppercase())).unwrap_err();
-        assert!(matches!(err, IdError::BadChar { ch: 'H', position: 7, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                IdError::BadChar {
+                    ch: 'H',
+                    position: 7,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("lowercase"), "{err}");
     }
 
@@ -515,7 +528,12 @@ mod tests {
             let s: String = suffix.into_iter().collect();
             let err = parse_expect(BUILD, &format!("bld_{s}")).unwrap_err();
             match &err {
-                IdError::BadChar { ch, position, expected, .. } => {
+                IdError::BadChar {
+                    ch,
+                    position,
+                    expected,
+                    ..
+                } => {
                     assert_eq!(*ch, bad);
                     assert_eq!(*position, 10);
                     assert_eq!(expected.as_deref(), Some("bld"));
@@ -540,13 +558,19 @@ mod tests {
             );
             assert!(err.to_string().contains("exactly 26"), "{err}");
         }
-        assert!(matches!(decode("bld_"), Err(IdError::WrongLength { len: 0, .. })));
+        assert!(matches!(
+            decode("bld_"),
+            Err(IdError::WrongLength { len: 0, .. })
+        ));
     }
 
     #[test]
     fn a_first_character_above_seven_is_an_overflow() {
         let err = decode("bld_8zzzzzzzzzzzzzzzzzzzzzzzzz").unwrap_err();
-        assert!(matches!(err, IdError::Overflow { first: '8', .. }), "{err:?}");
+        assert!(
+            matches!(err, IdError::Overflow { first: '8', .. }),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("0-7"));
         let err = decode("zzzzzzzzzzzzzzzzzzzzzzzzzz").unwrap_err();
         assert!(matches!(err, IdError::Overflow { first: 'z', .. }));
@@ -570,7 +594,7 @@ mod tests {
             parse_expect(USER, ""),
             Err(IdError::Empty { expected: Some(_) })
         ));
-        for bad in ["_", "a_", "b1d_", "bld__"] {
+        for bad in ["_", "_a_", "b1d_", "bld__", "a__"] {
             let err = decode(&format!("{bad}{SPEC_SUFFIX}")).unwrap_err();
             assert!(matches!(err, IdError::BadPrefix { .. }), "{bad}: {err:?}");
         }

@@ -1,5 +1,24 @@
-//! Slipway's domain model: ids, statuses, manifest schema and validation. No I/O.
+//! Slipway's domain model: ids, statuses, the manifest schema and its
+//! validation, the DTOs the API exchanges, and the error type they share.
+//! No I/O: this crate compiles to wasm for the dashboard.
 
+pub mod error;
+pub mod health;
 pub mod id;
 pub mod manifest;
+pub mod project;
 pub mod status;
+
+pub use error::{AppError, AppResult, ErrorCode, FieldProblem};
+
+impl From<manifest::ManifestErrors> for AppError {
+    fn from(errors: manifest::ManifestErrors) -> Self {
+        AppError::invalid_fields(
+            errors
+                .problems()
+                .iter()
+                .map(|p| FieldProblem { field: format!("manifest.{}", p.path), message: p.message.clone() })
+                .collect(),
+        )
+    }
+}

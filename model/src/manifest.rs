@@ -177,8 +177,8 @@ impl ServiceBuild {
         if self.context == "." {
             join_parts(&lexical(&self.dockerfile).1)
         } else {
-            let (_, parts) = lexical(&format!("{}/{}", self.context, self.dockerfile));
-            join_parts(&parts)
+            let joined = format!("{}/{}", self.context, self.dockerfile);
+            join_parts(&lexical(&joined).1)
         }
     }
 }
@@ -299,7 +299,12 @@ impl Pipeline {
         let mut remaining: Vec<usize> = self
             .steps
             .iter()
-            .map(|s| s.depends_on.iter().filter(|d| index.contains_key(d.as_str())).count())
+            .map(|s| {
+                s.depends_on
+                    .iter()
+                    .filter(|d| index.contains_key(d.as_str()))
+                    .count()
+            })
             .collect();
         let mut done = vec![false; self.steps.len()];
         let mut order = Vec::with_capacity(self.steps.len());
@@ -463,11 +468,16 @@ pub trait RepoView {
 pub fn check_paths(manifest: &Manifest, repo: &dyn RepoView) -> Vec<Problem> {
     let mut problems = Vec::new();
     for (name, service) in &manifest.services {
-        let Some(build) = &service.build else { continue };
+        let Some(build) = &service.build else {
+            continue;
+        };
         let base = join_key(&join_key("services", name), "build");
         let context_ok = repo.is_dir(&build.context);
         if !context_ok {
-            problems.push(Problem::new(join_key(&base, "context"), "directory not found"));
+            problems.push(Problem::new(
+                join_key(&base, "context"),
+                "directory not found",
+            ));
         }
         // Inside a missing context the Dockerfile is missing too; say it once.
         if context_ok || build.dockerfile.starts_with("../") {
@@ -508,7 +518,15 @@ fn parse_partial(yaml: &str) -> (Manifest, Vec<Problem>) {
 // ---------------------------------------------------------------------------------------
 
 const TOP_LEVEL_KEYS: &[&str] = &["name", "registry", "services", "environments", "pipelines"];
-const SERVICE_KEYS: &[&str] = &["image", "build", "manifest", "environment", "ports", "port", "command"];
+const SERVICE_KEYS: &[&str] = &[
+    "image",
+    "build",
+    "manifest",
+    "environment",
+    "ports",
+    "port",
+    "command",
+];
 const BUILD_KEYS: &[&str] = &["context", "dockerfile", "args", "target"];
 const REGISTRY_KEYS: &[&str] = &["host", "namespace", "auth"];
 const AUTH_KEYS: &[&str] = &["username_secret", "token_secret"];
@@ -521,6 +539,9 @@ const STEP_ACTIONS: &[&str] = &["build", "release", "deploy"];
 const BUILD_STEP_KEYS: &[&str] = &["services"];
 const RELEASE_STEP_KEYS: &[&str] = &["tag", "version"];
 const DEPLOY_STEP_KEYS: &[&str] = &["environment", "env_name"];
+const EVE_BUILD_KEYS: &[&str] = &["type", "services"];
+const EVE_RELEASE_KEYS: &[&str] = &["type", "tag", "version"];
+const EVE_DEPLOY_KEYS: &[&str] = &["type", "env_name", "environment"];
 
 const SLUG_RULE: &str =
     "must start with a lowercase letter and contain only lowercase letters, digits and `-` (at most 63 characters)";
@@ -535,7 +556,10 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn get(&self, key: &str) -> Option<&'a Value> {
-        self.entries.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+        self.entries
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
     }
 
     fn has(&self, key: &str) -> bool {
@@ -583,7 +607,10 @@ impl Parser {
         match v {
             Value::Mapping(m) => Some(self.entries(path, m)),
             other => {
-                self.problem(path, format!("expected {expected}, found {}", describe(other)));
+                self.problem(
+                    path,
+                    format!("expected {expected}, found {}", describe(other)),
+                );
                 None
             }
         }
@@ -614,7 +641,10 @@ impl Parser {
             }
             Value::String(s) => Some(s.clone()),
             other => {
-                self.problem(path, format!("expected a string, found {}", describe(other)));
+                self.problem(
+                    path,
+                    format!("expected a string, found {}", describe(other)),
+                );
                 None
             }
         }
@@ -649,7 +679,10 @@ impl Parser {
             other => {
                 self.problem(
                     path,
-                    format!("expected a string, number or boolean, found {}", describe(other)),
+                    format!(
+                        "expected a string, number or boolean, found {}",
+                        describe(other)
+                    ),
                 );
                 None
             }
@@ -666,12 +699,18 @@ impl Parser {
                     None
                 }
                 None => {
-                    self.problem(path, format!("expected a whole number of at least 0, found {n}"));
+                    self.problem(
+                        path,
+                        format!("expected a whole number of at least 0, found {n}"),
+                    );
                     None
                 }
             },
             other => {
-                self.problem(path, format!("expected a whole number, found {}", describe(other)));
+                self.problem(
+                    path,
+                    format!("expected a whole number, found {}", describe(other)),
+                );
                 None
             }
         }
@@ -680,7 +719,11 @@ impl Parser {
     /// A list of strings; a single string is accepted as a list of one.
     fn string_list(&mut self, path: &str, v: &Value) -> Vec<(String, String)> {
         match v {
-            Value::String(_) => self.string(path, v).map(|s| (path.to_owned(), s)).into_iter().collect(),
+            Value::String(_) => self
+                .string(path, v)
+                .map(|s| (path.to_owned(), s))
+                .into_iter()
+                .collect(),
             Value::Sequence(items) => items
                 .iter()
                 .enumerate()
@@ -690,7 +733,10 @@ impl Parser {
                 })
                 .collect(),
             other => {
-                self.problem(path, format!("expected a list of names, found {}", describe(other)));
+                self.problem(
+                    path,
+                    format!("expected a list of names, found {}", describe(other)),
+                );
                 Vec::new()
             }
         }
@@ -733,13 +779,18 @@ impl Parser {
             Value::Sequence(items) => {
                 for (i, item) in items.iter().enumerate() {
                     let p = join_index(path, i);
-                    let Some(s) = self.string(&p, item) else { continue };
+                    let Some(s) = self.string(&p, item) else {
+                        continue;
+                    };
                     let (k, value) = match s.split_once('=') {
                         Some((k, val)) => (k.to_owned(), Some(val.to_owned())),
                         None => (s.clone(), None),
                     };
                     if !is_var_name(&k) {
-                        self.problem(&p, format!("invalid {what} name `{k}`: {VAR_RULE} (write `NAME=value`)"));
+                        self.problem(
+                            &p,
+                            format!("invalid {what} name `{k}`: {VAR_RULE} (write `NAME=value`)"),
+                        );
                         continue;
                     }
                     if value.is_none() && !allow_unset {
@@ -753,7 +804,10 @@ impl Parser {
             }
             other => self.problem(
                 path,
-                format!("expected a mapping of {what}s or a list of `NAME=value`, found {}", describe(other)),
+                format!(
+                    "expected a mapping of {what}s or a list of `NAME=value`, found {}",
+                    describe(other)
+                ),
             ),
         }
         out
@@ -796,7 +850,10 @@ impl Parser {
             other => {
                 self.problem(
                     "",
-                    format!("expected a mapping with `services` at the top level, found {}", describe(other)),
+                    format!(
+                        "expected a mapping with `services` at the top level, found {}",
+                        describe(other)
+                    ),
                 );
                 return m;
             }
@@ -870,7 +927,9 @@ impl Parser {
                     }
                     Some(ns)
                 });
-                let auth = fields.get("auth").and_then(|a| self.registry_auth(&join_key(path, "auth"), a));
+                let auth = fields
+                    .get("auth")
+                    .and_then(|a| self.registry_auth(&join_key(path, "auth"), a));
                 match host {
                     Some(host) => Registry::Byo {
                         host,
@@ -911,8 +970,14 @@ impl Parser {
 
     fn registry_auth(&mut self, path: &str, v: &Value) -> Option<RegistryAuth> {
         let fields = match v {
-            Value::Null => Fields { entries: Vec::new() },
-            other => self.mapping(path, other, "a mapping with `username_secret` and `token_secret`")?,
+            Value::Null => Fields {
+                entries: Vec::new(),
+            },
+            other => self.mapping(
+                path,
+                other,
+                "a mapping with `username_secret` and `token_secret`",
+            )?,
         };
         self.check_keys(path, &fields, AUTH_KEYS);
         let mut secret = |key: &str, default: &str| -> Option<String> {
@@ -939,7 +1004,12 @@ impl Parser {
 
     // ----- services ----------------------------------------------------------------------
 
-    fn services<'a>(&mut self, path: &str, v: &'a Value, known: &mut Known<'a>) -> BTreeMap<String, Service> {
+    fn services<'a>(
+        &mut self,
+        path: &str,
+        v: &'a Value,
+        known: &mut Known<'a>,
+    ) -> BTreeMap<String, Service> {
         let mut out = BTreeMap::new();
         let Some(fields) = self.mapping(path, v, "a mapping of service names to services") else {
             return out;
@@ -1010,7 +1080,12 @@ impl Parser {
         }
 
         if let Some(env) = fields.get("environment") {
-            service.environment = self.key_values(&join_key(path, "environment"), env, "environment variable", true);
+            service.environment = self.key_values(
+                &join_key(path, "environment"),
+                env,
+                "environment variable",
+                true,
+            );
         }
         if let Some(ports) = fields.get("ports") {
             let ppath = join_key(path, "ports");
@@ -1027,7 +1102,10 @@ impl Parser {
                 Value::Null => {}
                 other => self.problem(
                     &ppath,
-                    format!("expected a list of ports, e.g. `[3000, \"8080:80\"]`, found {}", describe(other)),
+                    format!(
+                        "expected a list of ports, e.g. `[3000, \"8080:80\"]`, found {}",
+                        describe(other)
+                    ),
                 ),
             }
         }
@@ -1072,7 +1150,8 @@ impl Parser {
                 let context = match fields.get("context") {
                     Some(c) => {
                         let cpath = join_key(path, "context");
-                        self.string(&cpath, c).and_then(|raw| self.context(&cpath, &raw))
+                        self.string(&cpath, c)
+                            .and_then(|raw| self.context(&cpath, &raw))
                     }
                     None => Some(".".to_owned()),
                 };
@@ -1093,7 +1172,9 @@ impl Parser {
                 };
                 let dockerfile = match (&context, dockerfile_raw) {
                     (Some(ctx), Some((dpath, raw))) => self.dockerfile(&dpath, ctx, &raw),
-                    (Some(_), None) if !fields.has("dockerfile") => Some(DEFAULT_DOCKERFILE.to_owned()),
+                    (Some(_), None) if !fields.has("dockerfile") => {
+                        Some(DEFAULT_DOCKERFILE.to_owned())
+                    }
                     _ => None,
                 };
                 let args = match fields.get("args") {
@@ -1104,7 +1185,9 @@ impl Parser {
                         .collect(),
                     None => BTreeMap::new(),
                 };
-                let target = fields.get("target").and_then(|t| self.word(&join_key(path, "target"), t));
+                let target = fields
+                    .get("target")
+                    .and_then(|t| self.word(&join_key(path, "target"), t));
                 Some(ServiceBuild {
                     context: context?,
                     dockerfile: dockerfile?,
@@ -1151,7 +1234,13 @@ impl Parser {
             Value::Number(_) => self.integer(path, v, 65_535)?.to_string(),
             Value::String(s) => s.trim().to_owned(),
             other => {
-                self.problem(path, format!("expected a port number or a string like \"8080:80\", found {}", describe(other)));
+                self.problem(
+                    path,
+                    format!(
+                        "expected a port number or a string like \"8080:80\", found {}",
+                        describe(other)
+                    ),
+                );
                 return None;
             }
         };
@@ -1177,7 +1266,10 @@ impl Parser {
             if let Some(first) = seen.get(&env.name) {
                 me.problem(
                     &name_path,
-                    format!("duplicate environment `{}` (already defined at {first})", env.name),
+                    format!(
+                        "duplicate environment `{}` (already defined at {first})",
+                        env.name
+                    ),
                 );
             } else {
                 seen.insert(env.name.clone(), name_path);
@@ -1202,7 +1294,10 @@ impl Parser {
                             let name = match fields.get("name") {
                                 Some(n) => self.slug(&name_path, n, "environment name"),
                                 None => {
-                                    self.problem(&name_path, "required: the environment's name, e.g. `staging`");
+                                    self.problem(
+                                        &name_path,
+                                        "required: the environment's name, e.g. `staging`",
+                                    );
                                     None
                                 }
                             };
@@ -1213,7 +1308,10 @@ impl Parser {
                         }
                         other => self.problem(
                             &ipath,
-                            format!("expected an environment name or a mapping with `name`, found {}", describe(other)),
+                            format!(
+                                "expected an environment name or a mapping with `name`, found {}",
+                                describe(other)
+                            ),
                         ),
                     }
                 }
@@ -1225,7 +1323,10 @@ impl Parser {
                     let name = if is_slug(key) {
                         Some(key.to_owned())
                     } else {
-                        self.problem(&epath, format!("invalid environment name `{key}`: {SLUG_RULE}"));
+                        self.problem(
+                            &epath,
+                            format!("invalid environment name `{key}`: {SLUG_RULE}"),
+                        );
                         None
                     };
                     let env = match body {
@@ -1243,7 +1344,10 @@ impl Parser {
                             self.environment_body(&epath, &body_fields, name)
                         }
                         other => {
-                            self.problem(&epath, format!("expected a mapping, found {}", describe(other)));
+                            self.problem(
+                                &epath,
+                                format!("expected a mapping, found {}", describe(other)),
+                            );
                             None
                         }
                     };
@@ -1254,16 +1358,26 @@ impl Parser {
             }
             other => self.problem(
                 path,
-                format!("expected a list of environments in promotion order, found {}", describe(other)),
+                format!(
+                    "expected a list of environments in promotion order, found {}",
+                    describe(other)
+                ),
             ),
         }
         out
     }
 
     /// The fields of one environment other than its name.
-    fn environment_body(&mut self, path: &str, fields: &Fields<'_>, name: Option<String>) -> Option<Environment> {
+    fn environment_body(
+        &mut self,
+        path: &str,
+        fields: &Fields<'_>,
+        name: Option<String>,
+    ) -> Option<Environment> {
         self.check_keys(path, fields, ENVIRONMENT_KEYS);
-        let approval = fields.get("approval").and_then(|a| self.approval(&join_key(path, "approval"), a));
+        let approval = fields
+            .get("approval")
+            .and_then(|a| self.approval(&join_key(path, "approval"), a));
         let target = match fields.get("target") {
             Some(t) => self.target(&join_key(path, "target"), t),
             None => DeployTarget::Docker,
@@ -1285,7 +1399,11 @@ impl Parser {
                     wait_timer_seconds: None,
                 })
             }
-            other => self.mapping(path, other, "a mapping with `required` and optional `approvers`")?,
+            other => self.mapping(
+                path,
+                other,
+                "a mapping with `required` and optional `approvers`",
+            )?,
         };
         self.check_keys(path, &fields, APPROVAL_KEYS);
         let required_path = join_key(path, "required");
@@ -1319,7 +1437,9 @@ impl Parser {
                 }
                 if let Some(req) = required {
                     // Only count well-formed names; malformed ones were reported above.
-                    if usize::try_from(req).map_or(true, |r| r > approvers.len()) && approvers.len() == items.len() {
+                    if usize::try_from(req).map_or(true, |r| r > approvers.len())
+                        && approvers.len() == items.len()
+                    {
                         self.problem(
                             &required_path,
                             format!(
@@ -1332,13 +1452,22 @@ impl Parser {
                     }
                 }
             } else {
-                self.problem(&apath, format!("expected a list of user names, found {}", describe(list)));
+                self.problem(
+                    &apath,
+                    format!("expected a list of user names, found {}", describe(list)),
+                );
             }
         }
         approvers.sort();
         let wait_timer_seconds = fields
             .get("wait_timer_seconds")
-            .and_then(|w| self.integer(&join_key(path, "wait_timer_seconds"), w, MAX_WAIT_TIMER_SECONDS))
+            .and_then(|w| {
+                self.integer(
+                    &join_key(path, "wait_timer_seconds"),
+                    w,
+                    MAX_WAIT_TIMER_SECONDS,
+                )
+            })
             .filter(|&w| w > 0);
         Some(Approval {
             required: required?,
@@ -1353,7 +1482,12 @@ impl Parser {
                 "docker" => Some(DeployTarget::Docker),
                 "kubernetes" | "k8s" => Some(DeployTarget::Kubernetes { namespace: None }),
                 other => {
-                    me.problem(p, format!("unknown deploy target `{other}`; expected `docker` or `kubernetes`"));
+                    me.problem(
+                        p,
+                        format!(
+                            "unknown deploy target `{other}`; expected `docker` or `kubernetes`"
+                        ),
+                    );
                     None
                 }
             }
@@ -1365,7 +1499,9 @@ impl Parser {
                 self.check_keys(path, &fields, TARGET_KEYS);
                 let kpath = join_key(path, "kind");
                 let kind = match fields.get("kind") {
-                    Some(k) => self.string(&kpath, k).and_then(|s| kind_of(self, &kpath, &s)),
+                    Some(k) => self
+                        .string(&kpath, k)
+                        .and_then(|s| kind_of(self, &kpath, &s)),
                     None => {
                         self.problem(&kpath, "required: `docker` or `kubernetes`");
                         None
@@ -1397,7 +1533,10 @@ impl Parser {
             other => {
                 self.problem(
                     path,
-                    format!("expected `docker`, `kubernetes`, or a mapping with `kind`, found {}", describe(other)),
+                    format!(
+                        "expected `docker`, `kubernetes`, or a mapping with `kind`, found {}",
+                        describe(other)
+                    ),
                 );
                 DeployTarget::Docker
             }
@@ -1406,7 +1545,12 @@ impl Parser {
 
     // ----- pipelines ---------------------------------------------------------------------
 
-    fn pipelines(&mut self, path: &str, v: &Value, known: &Known<'_>) -> BTreeMap<String, Pipeline> {
+    fn pipelines(
+        &mut self,
+        path: &str,
+        v: &Value,
+        known: &Known<'_>,
+    ) -> BTreeMap<String, Pipeline> {
         let mut out = BTreeMap::new();
         let Some(fields) = self.mapping(path, v, "a mapping of pipeline names to pipelines") else {
             return out;
@@ -1414,7 +1558,10 @@ impl Parser {
         for (name, body) in fields.entries {
             let ppath = join_key(path, name);
             if !is_slug(name) {
-                self.problem(&ppath, format!("invalid pipeline name `{name}`: {SLUG_RULE}"));
+                self.problem(
+                    &ppath,
+                    format!("invalid pipeline name `{name}`: {SLUG_RULE}"),
+                );
             }
             let Some(body_fields) = self.mapping(&ppath, body, "a mapping with `steps`") else {
                 continue;
@@ -1428,11 +1575,17 @@ impl Parser {
                 }
                 Some(Value::Sequence(items)) => self.steps(&spath, items, known),
                 Some(other) => {
-                    self.problem(&spath, format!("expected a list of steps, found {}", describe(other)));
+                    self.problem(
+                        &spath,
+                        format!("expected a list of steps, found {}", describe(other)),
+                    );
                     Vec::new()
                 }
                 None => {
-                    self.problem(&spath, "required: a list of steps, e.g. `[{name: build, build: {}}]`");
+                    self.problem(
+                        &spath,
+                        "required: a list of steps, e.g. `[{name: build, build: {}}]`",
+                    );
                     Vec::new()
                 }
             };
@@ -1447,12 +1600,12 @@ impl Parser {
         // (step index, path of the entry, name) of every depends_on entry.
         let mut deps: Vec<(usize, String, String)> = Vec::new();
         let mut steps: Vec<PipelineStep> = Vec::new();
-        // Indices into `names` of the steps in `steps` (parallel vector).
-        let mut step_index: Vec<usize> = Vec::new();
 
         for (i, item) in items.iter().enumerate() {
             let ipath = join_index(path, i);
-            let Some(fields) = self.mapping(&ipath, item, "a step: a mapping with `name` and an action") else {
+            let Some(fields) =
+                self.mapping(&ipath, item, "a step: a mapping with `name` and an action")
+            else {
                 names.push(None);
                 continue;
             };
@@ -1468,7 +1621,10 @@ impl Parser {
                 if let Some(first) = names.iter().position(|m| m.as_deref() == Some(n.as_str())) {
                     self.problem(
                         &name_path,
-                        format!("duplicate step `{n}` (already defined at {})", join_index(path, first)),
+                        format!(
+                            "duplicate step `{n}` (already defined at {})",
+                            join_index(path, first)
+                        ),
                     );
                 }
             }
@@ -1544,7 +1700,6 @@ impl Parser {
                     action,
                     depends_on,
                 });
-                step_index.push(i);
             }
         }
 
@@ -1554,7 +1709,10 @@ impl Parser {
             if !defined.contains(&dep.as_str()) {
                 self.problem(
                     p,
-                    format!("unknown step `{dep}`; steps in this pipeline: {}", list_or_none(&defined)),
+                    format!(
+                        "unknown step `{dep}`; steps in this pipeline: {}",
+                        list_or_none(&defined)
+                    ),
                 );
             }
         }
@@ -1565,7 +1723,11 @@ impl Parser {
                 let mut e: Vec<usize> = deps
                     .iter()
                     .filter(|(from, _, _)| *from == i)
-                    .filter_map(|(_, _, dep)| names.iter().position(|n| n.as_deref() == Some(dep.as_str())))
+                    .filter_map(|(_, _, dep)| {
+                        names
+                            .iter()
+                            .position(|n| n.as_deref() == Some(dep.as_str()))
+                    })
                     .collect();
                 e.sort_unstable();
                 e.dedup();
@@ -1583,15 +1745,23 @@ impl Parser {
             }
             self.problem(
                 &join_key(&join_index(path, first), "depends_on"),
-                format!("steps depend on each other in a cycle: {}", names_in_cycle.join(" → ")),
+                format!(
+                    "steps depend on each other in a cycle: {}",
+                    names_in_cycle.join(" → ")
+                ),
             );
         }
-        let _ = step_index;
         steps
     }
 
     /// `build:`, `release:` or `deploy:` on a step (Slipway shape).
-    fn step_action(&mut self, path: &str, kind: &str, v: &Value, known: &Known<'_>) -> Option<StepAction> {
+    fn step_action(
+        &mut self,
+        path: &str,
+        kind: &str,
+        v: &Value,
+        known: &Known<'_>,
+    ) -> Option<StepAction> {
         match kind {
             "deploy" => {
                 // `deploy: staging` is shorthand for `deploy: {environment: staging}`.
@@ -1600,7 +1770,9 @@ impl Parser {
                     return self.deploy_environment(path, env, known);
                 }
                 let fields = match v {
-                    Value::Null => Fields { entries: Vec::new() },
+                    Value::Null => Fields {
+                        entries: Vec::new(),
+                    },
                     other => self.mapping(path, other, "a mapping with `environment`")?,
                 };
                 self.check_keys(path, &fields, DEPLOY_STEP_KEYS);
@@ -1608,7 +1780,9 @@ impl Parser {
             }
             _ => {
                 let fields = match v {
-                    Value::Null => Fields { entries: Vec::new() },
+                    Value::Null => Fields {
+                        entries: Vec::new(),
+                    },
                     other => self.mapping(path, other, "a mapping (or nothing)")?,
                 };
                 if kind == "build" {
@@ -1633,30 +1807,17 @@ impl Parser {
                 return None;
             }
         };
-        let with_type = |keys: &[&str]| -> Vec<&'static str> {
-            let mut all: Vec<&'static str> = vec!["type"];
-            for k in keys {
-                if let Some(s) = [BUILD_STEP_KEYS, RELEASE_STEP_KEYS, DEPLOY_STEP_KEYS]
-                    .iter()
-                    .flat_map(|ks| ks.iter())
-                    .find(|s| **s == *k)
-                {
-                    all.push(s);
-                }
-            }
-            all
-        };
         match kind.as_str() {
             "build" => {
-                self.check_keys(path, &fields, &with_type(BUILD_STEP_KEYS));
+                self.check_keys(path, &fields, EVE_BUILD_KEYS);
                 self.build_fields(path, &fields, known)
             }
             "release" => {
-                self.check_keys(path, &fields, &with_type(RELEASE_STEP_KEYS));
+                self.check_keys(path, &fields, EVE_RELEASE_KEYS);
                 Some(self.release_fields(path, &fields))
             }
             "deploy" => {
-                self.check_keys(path, &fields, &with_type(DEPLOY_STEP_KEYS));
+                self.check_keys(path, &fields, EVE_DEPLOY_KEYS);
                 self.deploy_fields(path, &fields, known)
             }
             other => {
@@ -1671,14 +1832,22 @@ impl Parser {
         }
     }
 
-    fn build_fields(&mut self, path: &str, fields: &Fields<'_>, known: &Known<'_>) -> Option<StepAction> {
+    fn build_fields(
+        &mut self,
+        path: &str,
+        fields: &Fields<'_>,
+        known: &Known<'_>,
+    ) -> Option<StepAction> {
         let Some(list) = fields.get("services") else {
             return Some(StepAction::Build { services: None });
         };
         let spath = join_key(path, "services");
         let entries = self.string_list(&spath, list);
         if entries.is_empty() && matches!(list, Value::Sequence(s) if s.is_empty()) {
-            self.problem(&spath, "an empty list builds nothing; leave out `services` to build them all");
+            self.problem(
+                &spath,
+                "an empty list builds nothing; leave out `services` to build them all",
+            );
             return None;
         }
         let mut services = Vec::new();
@@ -1686,11 +1855,16 @@ impl Parser {
             match known.services.get(name.as_str()) {
                 None => {
                     let all: Vec<&str> = known.services.keys().copied().collect();
-                    self.problem(&p, format!("unknown service `{name}`; services: {}", list_or_none(&all)));
+                    self.problem(
+                        &p,
+                        format!("unknown service `{name}`; services: {}", list_or_none(&all)),
+                    );
                 }
                 Some(false) => self.problem(
                     &p,
-                    format!("service `{name}` has no `build` section, so there is nothing to build"),
+                    format!(
+                        "service `{name}` has no `build` section, so there is nothing to build"
+                    ),
                 ),
                 Some(true) => services.push(name),
             }
@@ -1703,12 +1877,21 @@ impl Parser {
     }
 
     fn release_fields(&mut self, path: &str, fields: &Fields<'_>) -> StepAction {
-        let tag = fields.get("tag").and_then(|t| self.word(&join_key(path, "tag"), t));
-        let version = fields.get("version").and_then(|t| self.word(&join_key(path, "version"), t));
+        let tag = fields
+            .get("tag")
+            .and_then(|t| self.word(&join_key(path, "tag"), t));
+        let version = fields
+            .get("version")
+            .and_then(|t| self.word(&join_key(path, "version"), t));
         StepAction::Release { tag, version }
     }
 
-    fn deploy_fields(&mut self, path: &str, fields: &Fields<'_>, known: &Known<'_>) -> Option<StepAction> {
+    fn deploy_fields(
+        &mut self,
+        path: &str,
+        fields: &Fields<'_>,
+        known: &Known<'_>,
+    ) -> Option<StepAction> {
         match (fields.get("environment"), fields.get("env_name")) {
             (Some(_), Some(_)) => {
                 self.problem(
@@ -1737,7 +1920,12 @@ impl Parser {
         }
     }
 
-    fn deploy_environment(&mut self, path: &str, env: String, known: &Known<'_>) -> Option<StepAction> {
+    fn deploy_environment(
+        &mut self,
+        path: &str,
+        env: String,
+        known: &Known<'_>,
+    ) -> Option<StepAction> {
         if known.environments.contains(&env) {
             return Some(StepAction::Deploy { environment: env });
         }
@@ -1795,7 +1983,11 @@ fn yaml_error_message(e: &serde_yaml::Error) -> String {
             // serde_yaml appends " at line L column C"; say it once, up front.
             let suffix = format!(" at line {} column {}", loc.line(), loc.column());
             let msg = text.replacen(&suffix, "", 1);
-            format!("invalid YAML at line {}, column {}: {msg}", loc.line(), loc.column())
+            format!(
+                "invalid YAML at line {}, column {}: {msg}",
+                loc.line(),
+                loc.column()
+            )
         }
         None => format!("invalid YAML: {text}"),
     }
@@ -1834,7 +2026,8 @@ fn is_slug(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 63
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 /// `^[A-Za-z_][A-Za-z0-9_]*$`
@@ -1850,14 +2043,19 @@ fn is_dns_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
 
 /// Whether an image reference carries a tag (`:tag` in its last segment) or a digest.
 fn image_has_tag_or_digest(image: &str) -> bool {
-    image.contains('@') || image.rsplit('/').next().is_some_and(|last| last.contains(':'))
+    image.contains('@')
+        || image
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':'))
 }
 
 /// Normalises a port spec: `3000`, `8080:80`, `53/udp`; `/tcp` is dropped.
@@ -1913,14 +2111,19 @@ fn join_parts(parts: &[&str]) -> String {
 fn path_shape_problem(raw: &str, what: &str) -> Option<String> {
     let b = raw.as_bytes();
     if raw.trim().is_empty() {
-        return Some(format!("{what} must not be empty (use `.` for the repository root)"));
+        return Some(format!(
+            "{what} must not be empty (use `.` for the repository root)"
+        ));
     }
     if raw.contains("://") || raw.starts_with("git@") {
         return Some(format!(
             "`{raw}` is a URL; the {what} must be a path inside the repository"
         ));
     }
-    if raw.starts_with('/') || raw.starts_with('~') || (b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':') {
+    if raw.starts_with('/')
+        || raw.starts_with('~')
+        || (b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':')
+    {
         return Some(format!(
             "`{raw}` is an absolute path; the {what} must be relative to the repository root"
         ));
@@ -1960,10 +2163,16 @@ fn normalise_dockerfile(context: &str, raw: &str) -> Result<String, String> {
     };
     let (ups, parts) = lexical(raw);
     if parts.is_empty() {
-        return Err(format!("`{raw}` names a directory; give the Dockerfile's file name, e.g. `Dockerfile`"));
+        return Err(format!(
+            "`{raw}` names a directory; give the Dockerfile's file name, e.g. `Dockerfile`"
+        ));
     }
     // Path of the Dockerfile from the repository root.
-    let from_root: Vec<&str> = if ups == 0 && !ctx.is_empty() && parts.len() > ctx.len() && parts[..ctx.len()] == ctx[..] {
+    let from_root: Vec<&str> = if ups == 0
+        && !ctx.is_empty()
+        && parts.len() > ctx.len()
+        && parts[..ctx.len()] == ctx[..]
+    {
         parts.clone()
     } else {
         if ups > ctx.len() {
@@ -2037,10 +2246,12 @@ fn find_cycles(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
         // Iterative DFS: (node, next edge to follow).
         let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
         mark[root] = Mark::OnStack;
-        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
-            if let Some(&to) = edges[node].get(*next) {
-                *next += 1;
-                match mark[to] {
+        while let Some(top) = stack.last_mut() {
+            let node = top.0;
+            let edge = edges[node].get(top.1).copied();
+            top.1 += 1;
+            match edge {
+                Some(to) => match mark[to] {
                     Mark::New => {
                         mark[to] = Mark::OnStack;
                         stack.push((to, 0));
@@ -2055,10 +2266,11 @@ fn find_cycles(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
                         }
                     }
                     Mark::Done => {}
+                },
+                None => {
+                    mark[node] = Mark::Done;
+                    stack.pop();
                 }
-            } else {
-                mark[node] = Mark::Done;
-                stack.pop();
             }
         }
     }
@@ -2138,19 +2350,30 @@ mod canon {
     }
 
     pub(super) fn manifest(m: &Manifest) -> Json {
-        let services: serde_json::Map<String, Json> =
-            m.services.iter().map(|(k, v)| (k.clone(), service(v))).collect();
-        let pipelines: serde_json::Map<String, Json> =
-            m.pipelines.iter().map(|(k, v)| (k.clone(), pipeline(v))).collect();
+        let services: serde_json::Map<String, Json> = m
+            .services
+            .iter()
+            .map(|(k, v)| (k.clone(), service(v)))
+            .collect();
+        let pipelines: serde_json::Map<String, Json> = m
+            .pipelines
+            .iter()
+            .map(|(k, v)| (k.clone(), pipeline(v)))
+            .collect();
         Obj::new()
             .opt("name", m.name.as_deref().map(s))
             .put("registry", registry(&m.registry))
             .put("services", Json::Object(services))
             .opt(
                 "environments",
-                non_empty(&m.environments, |e| Json::Array(e.iter().map(environment).collect())),
+                non_empty(&m.environments, |e| {
+                    Json::Array(e.iter().map(environment).collect())
+                }),
             )
-            .opt("pipelines", (!pipelines.is_empty()).then_some(Json::Object(pipelines)))
+            .opt(
+                "pipelines",
+                (!pipelines.is_empty()).then_some(Json::Object(pipelines)),
+            )
             .done()
     }
 
@@ -2188,7 +2411,10 @@ mod canon {
         Obj::new()
             .opt("image", v.image.as_deref().map(s))
             .opt("build", v.build.as_ref().map(build))
-            .opt("environment", (!env.is_empty()).then_some(Json::Object(env)))
+            .opt(
+                "environment",
+                (!env.is_empty()).then_some(Json::Object(env)),
+            )
             .opt("ports", non_empty(&v.ports, strings))
             .opt("command", v.command.as_deref().map(s))
             .done()
@@ -2261,4 +2487,807 @@ mod canon {
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    /// A repository made of a list of files; directories are implied by the paths.
+    struct FakeRepo {
+        files: Vec<&'static str>,
+    }
+
+    impl RepoView for FakeRepo {
+        fn is_dir(&self, rel: &str) -> bool {
+            rel == "." || self.files.iter().any(|f| f.starts_with(&format!("{rel}/")))
+        }
+        fn is_file(&self, rel: &str) -> bool {
+            self.files.contains(&rel)
+        }
+    }
+
+    fn ok(yaml: &str) -> Manifest {
+        match parse(yaml) {
+            Ok(m) => m,
+            Err(e) => panic!("expected a valid manifest, got:\n{e}"),
+        }
+    }
+
+    fn problems(yaml: &str) -> Vec<String> {
+        match parse(yaml) {
+            Ok(m) => panic!("expected problems, got {m:?}"),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn has(problems: &[String], needle: &str) -> bool {
+        problems.iter().any(|p| p.contains(needle))
+    }
+
+    const EVE: &str = r#"
+name: shop
+registry: eve
+services:
+  api:
+    build:
+      context: ./apps/api
+      dockerfile: ./apps/api/Dockerfile.production
+  web:
+    build:
+      context: web/
+environments:
+  - name: test
+  - name: staging
+  - name: production
+    approval:
+      required: 1
+      approvers: [bob, alice]
+pipelines:
+  deploy:
+    steps:
+      - name: build
+        action: { type: build }
+      - name: release
+        depends_on: [build]
+        action: { type: release }
+      - name: deploy
+        depends_on: [release]
+        action: { type: deploy, env_name: staging }
+"#;
+
+    const CONVOX: &str = r#"
+# The same project, written the short way.
+name: shop
+registry: slipway
+services:
+  web:
+    build: ./web
+  api:
+    build: apps/api
+    manifest: Dockerfile.production
+environments:
+  test:
+  staging: {}
+  production:
+    approval: {approvers: [alice, bob]}
+pipelines:
+  deploy:
+    steps:
+      - {name: build, build: {}}
+      - {name: release, release: null, depends_on: build}
+      - {name: deploy, deploy: staging, depends_on: [release]}
+"#;
+
+    #[test]
+    fn the_eve_and_convox_shapes_parse_to_the_same_manifest_and_hash() {
+        let eve = ok(EVE);
+        let convox = ok(CONVOX);
+        assert_eq!(eve, convox);
+        assert_eq!(eve.canonical_hash(), convox.canonical_hash());
+        let api = &eve.services["api"];
+        let build = api.build.as_ref().expect("api builds");
+        assert_eq!(build.context, "apps/api");
+        assert_eq!(build.dockerfile, "Dockerfile.production");
+        assert_eq!(build.dockerfile_path(), "apps/api/Dockerfile.production");
+        assert_eq!(eve.registry, Registry::Native);
+    }
+
+    #[test]
+    fn the_hash_is_stable_under_reformatting_key_order_and_comments() {
+        let a = r#"
+services:
+  api:
+    build: {context: ./api, dockerfile: Dockerfile, args: {B: "2", A: "1"}}
+  web: {image: nginx}
+"#;
+        let b = r#"
+# comment at the top
+services:   # services follow
+  web:
+      image: "nginx"     # quoted this time
+  api:
+      build:
+          args:
+              A: 1
+              B: 2
+          dockerfile: ./Dockerfile
+          context: api/
+"#;
+        assert_eq!(hash_yaml(a), hash_yaml(b));
+        let h = hash_yaml(a).expect("valid");
+        assert_eq!(h.len(), 64);
+        assert!(h
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+    }
+
+    #[test]
+    fn defaults_written_out_hash_the_same_as_defaults_left_out() {
+        let short = "services: {api: {build: ./api}}";
+        let long = r#"
+registry: native
+services:
+  api:
+    build: {context: api, dockerfile: Dockerfile, args: {}}
+    environment: []
+    ports: []
+"#;
+        assert_eq!(hash_yaml(short), hash_yaml(long));
+    }
+
+    #[test]
+    fn the_hash_changes_when_a_dockerfile_changes() {
+        let a = hash_yaml("services: {api: {build: ./api}}").expect("valid");
+        let b =
+            hash_yaml("services: {api: {build: ./api, manifest: Dockerfile.prod}}").expect("valid");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn the_hash_changes_when_the_meaning_changes() {
+        let base = hash_yaml("services: {api: {build: ./api}}\nenvironments: [test, prod]")
+            .expect("valid");
+        for other in [
+            "services: {api: {build: ./api}}\nenvironments: [prod, test]",
+            "services: {api: {build: {context: ./api, args: {A: x}}}}\nenvironments: [test, prod]",
+            "services: {api: {build: ./web}}\nenvironments: [test, prod]",
+            "services: {app: {build: ./api}}\nenvironments: [test, prod]",
+            "registry: none\nservices: {api: {build: ./api}}\nenvironments: [test, prod]",
+            "services: {api: {build: ./api}}\nenvironments: [test, {name: prod, approval: true}]",
+        ] {
+            assert_ne!(hash_yaml(other).expect(other), base, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_golden_hash_is_fixed_so_canonicalisation_changes_are_noticed() {
+        let m = ok(EVE);
+        assert_eq!(
+            m.canonical_json(),
+            concat!(
+                r#"{"environments":[{"name":"test","target":{"kind":"docker"}},"#,
+                r#"{"name":"staging","target":{"kind":"docker"}},"#,
+                r#"{"approval":{"approvers":["alice","bob"],"required":1},"name":"production","target":{"kind":"docker"}}],"#,
+                r#""name":"shop","#,
+                r#""pipelines":{"deploy":{"steps":[{"action":{"type":"build"},"name":"build"},"#,
+                r#"{"action":{"type":"release"},"depends_on":["build"],"name":"release"},"#,
+                r#"{"action":{"environment":"staging","type":"deploy"},"depends_on":["release"],"name":"deploy"}]}},"#,
+                r#""registry":{"kind":"native"},"#,
+                r#""services":{"api":{"build":{"context":"apps/api","dockerfile":"Dockerfile.production"}},"#,
+                r#""web":{"build":{"context":"web","dockerfile":"Dockerfile"}}}}"#
+            )
+        );
+        assert_eq!(m.canonical_hash(), GOLDEN_HASH);
+    }
+
+    const GOLDEN_HASH: &str = "6e7665ecd743a19216ad9fde8346f66c3d892cf19534a55637a6fb89ed0f1ff8";
+
+    #[test]
+    fn the_canonical_json_is_the_sorted_serde_json_form() {
+        // The API representation and the hashed form are the same document.
+        for yaml in [EVE, CONVOX, FULL] {
+            let m = ok(yaml);
+            let via_serde = serde_json::to_value(&m).expect("serialises");
+            let mut out = String::new();
+            write_canonical(&via_serde, &mut out);
+            assert_eq!(out, m.canonical_json());
+            let back: Manifest = serde_json::from_value(via_serde).expect("deserialises");
+            assert_eq!(back, m);
+        }
+    }
+
+    const FULL: &str = r#"
+registry:
+  host: registry.example.com:5000
+  namespace: acme
+  auth: {username_secret: REG_USER}
+services:
+  api:
+    image: registry.example.com:5000/acme/api
+    build:
+      context: .
+      dockerfile: docker/api.Dockerfile
+      args: [VERSION=1.2, "DEBUG=false"]
+      target: release
+    environment: [LOG=info, DATABASE_URL]
+    ports: [3000, "8080:80/tcp", "53/udp"]
+    port: 8443
+    command: ./api --serve
+  db:
+    image: postgres:16
+    environment: {POSTGRES_PASSWORD: null, PGPORT: 5432}
+environments:
+  - staging
+  - name: production
+    approval: {required: 2, approvers: [carol, alice, bob], wait_timer_seconds: 600}
+    target: {kind: kubernetes, namespace: prod}
+pipelines:
+  ship:
+    steps:
+      - name: deploy
+        depends_on: [tag]
+        deploy: {environment: production}
+      - name: build
+        build: {services: [api]}
+      - name: tag
+        depends_on: [build, build]
+        release: {tag: v1.0.0, version: 1.0.0}
+"#;
+
+    #[test]
+    fn every_section_is_normalised() {
+        let m = ok(FULL);
+        assert_eq!(
+            m.registry,
+            Registry::Byo {
+                host: "registry.example.com:5000".into(),
+                namespace: Some("acme".into()),
+                auth: Some(RegistryAuth {
+                    username_secret: "REG_USER".into(),
+                    token_secret: DEFAULT_TOKEN_SECRET.into()
+                }),
+            }
+        );
+        let api = &m.services["api"];
+        let build = api.build.as_ref().expect("builds");
+        assert_eq!(build.context, ".");
+        assert_eq!(build.dockerfile, "docker/api.Dockerfile");
+        assert_eq!(build.dockerfile_path(), "docker/api.Dockerfile");
+        assert_eq!(build.args["VERSION"], "1.2");
+        assert_eq!(build.target.as_deref(), Some("release"));
+        assert_eq!(api.ports, ["8443", "3000", "8080:80", "53/udp"]);
+        assert_eq!(api.environment["LOG"].as_deref(), Some("info"));
+        assert_eq!(api.environment["DATABASE_URL"], None);
+        assert_eq!(api.command.as_deref(), Some("./api --serve"));
+        let db = &m.services["db"];
+        assert!(db.build.is_none());
+        assert_eq!(db.environment["PGPORT"].as_deref(), Some("5432"));
+        assert_eq!(m.service_names(), ["api", "db"]);
+        assert_eq!(m.buildable_service_names(), ["api"]);
+        assert_eq!(m.environment_order(), ["staging", "production"]);
+        let prod = m.environment("production").expect("defined");
+        assert_eq!(
+            prod.approval,
+            Some(Approval {
+                required: 2,
+                approvers: vec!["alice".into(), "bob".into(), "carol".into()],
+                wait_timer_seconds: Some(600)
+            })
+        );
+        assert_eq!(
+            prod.target,
+            DeployTarget::Kubernetes {
+                namespace: Some("prod".into())
+            }
+        );
+        assert_eq!(
+            m.next_environment("staging").map(|e| e.name.as_str()),
+            Some("production")
+        );
+        assert!(m.next_environment("production").is_none());
+        let ship = &m.pipelines["ship"];
+        assert_eq!(
+            ship.step("tag").map(|s| s.depends_on.clone()),
+            Some(vec!["build".to_owned()])
+        );
+        assert_eq!(
+            ship.step("build").map(|s| s.action.clone()),
+            Some(StepAction::Build {
+                services: Some(vec!["api".into()])
+            })
+        );
+        let order: Vec<&str> = ship
+            .execution_order()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(order, ["build", "tag", "deploy"]);
+    }
+
+    #[test]
+    fn registry_spellings_are_recognised() {
+        for native in ["eve", "slipway", "local", "native"] {
+            let m = ok(&format!(
+                "registry: {native}\nservices: {{a: {{image: x}}}}"
+            ));
+            assert_eq!(m.registry, Registry::Native);
+        }
+        assert_eq!(
+            ok("registry: none\nservices: {a: {image: x}}").registry,
+            Registry::None
+        );
+        assert_eq!(ok("services: {a: {image: x}}").registry, Registry::Native);
+        let m = ok("registry: {host: ghcr.io, auth: {}}\nservices: {a: {image: x}}");
+        assert_eq!(
+            m.registry,
+            Registry::Byo {
+                host: "ghcr.io".into(),
+                namespace: None,
+                auth: Some(RegistryAuth {
+                    username_secret: DEFAULT_USERNAME_SECRET.into(),
+                    token_secret: DEFAULT_TOKEN_SECRET.into()
+                })
+            }
+        );
+        let p = problems("registry: dockerhub\nservices: {a: {image: x}}");
+        assert!(has(&p, "registry: unknown registry `dockerhub`"), "{p:?}");
+        let p = problems("registry: {host: https://ghcr.io}\nservices: {a: {image: x}}");
+        assert!(
+            has(&p, "registry.host: `https://ghcr.io` includes a scheme"),
+            "{p:?}"
+        );
+        let p = problems("registry: {namespace: acme}\nservices: {a: {image: x}}");
+        assert!(has(&p, "registry.host: required"), "{p:?}");
+    }
+
+    #[test]
+    fn a_manifest_with_three_problems_reports_all_three_with_paths() {
+        let p = problems(
+            r#"
+servics: {}
+services:
+  API:
+    build: ./api
+  web:
+    build:
+      context: ../outside
+"#,
+        );
+        assert_eq!(
+            p,
+            [
+                "servics: unknown key `servics`; did you mean `services`? (expected one of: name, registry, services, environments, pipelines)",
+                "services.API: invalid service name `API`: must start with a lowercase letter and contain only lowercase letters, digits and `-` (at most 63 characters)",
+                "services.web.build.context: `../outside` is outside the repository; the build context must be a directory inside it",
+            ]
+        );
+    }
+
+    #[test]
+    fn problems_are_collected_across_every_section_in_one_pass() {
+        let p = problems(
+            r#"
+name: My Shop
+registry: 42
+services:
+  api: {build: {context: /abs, dockerfle: x}}
+  db: {}
+  "my.svc": {image: x}
+environments:
+  - name: test
+  - name: test
+  - name: prod
+    approval: {required: 3, approvers: [alice, bob]}
+    target: {kind: docker, namespace: x}
+pipelines:
+  ship:
+    steps:
+      - {name: a, build: {services: [db, nope]}, depends_on: [c]}
+      - {name: b, deploy: prdo, depends_on: [a]}
+      - {name: c, test: {}}
+      - {name: d, build: {}, release: {}}
+"#,
+        );
+        for expected in [
+            "name: invalid project name `My Shop`",
+            "registry: expected `slipway`, `none`, or a mapping with `host`, found the number `42`",
+            "services.api.build.dockerfle: unknown key `dockerfle`; did you mean `dockerfile`?",
+            "services.api.build.context: `/abs` is an absolute path",
+            "services.db: a service needs `build`",
+            r#"services["my.svc"]: invalid service name `my.svc`"#,
+            "environments[1].name: duplicate environment `test` (already defined at environments[0].name)",
+            "environments[2].approval.required: 3 approvals are required but only 2 approvers are named in `approvers`",
+            "environments[2].target.namespace: `namespace` applies only to `kind: kubernetes`",
+            "pipelines.ship.steps[0].build.services[0]: service `db` has no `build` section",
+            "pipelines.ship.steps[0].build.services[1]: unknown service `nope`",
+            "pipelines.ship.steps[1].deploy: unknown environment `prdo`; did you mean `prod`? (environments: test, prod)",
+            "pipelines.ship.steps[2].test: unknown step action or key `test`",
+            "pipelines.ship.steps[3]: a step has exactly one action, found `build` and `release`",
+        ] {
+            assert!(has(&p, expected), "missing {expected:?} in:\n{}", p.join("\n"));
+        }
+        assert_eq!(p.len(), 14, "{}", p.join("\n"));
+    }
+
+    #[test]
+    fn unknown_step_actions_are_reported_in_both_shapes() {
+        let p = problems(
+            r#"
+services: {api: {build: .}}
+pipelines:
+  p:
+    steps:
+      - {name: a, action: {type: deplay}}
+      - {name: b, publish: {}}
+      - {name: c}
+"#,
+        );
+        assert_eq!(
+            p,
+            [
+                "pipelines.p.steps[0].action.type: unknown step action `deplay`; did you mean `deploy`? (expected `build`, `release` or `deploy`)",
+                "pipelines.p.steps[1].publish: unknown step action or key `publish` (a step has `name`, optional `depends_on`, and exactly one action: `build`, `release` or `deploy`)",
+                "pipelines.p.steps[2]: a step needs exactly one action: `build`, `release` or `deploy`",
+            ]
+        );
+    }
+
+    #[test]
+    fn dependency_cycles_are_detected() {
+        let p = problems(
+            r#"
+services: {api: {build: .}}
+pipelines:
+  p:
+    steps:
+      - {name: a, build: {}, depends_on: [c]}
+      - {name: b, release: {}, depends_on: [a]}
+      - {name: c, release: {}, depends_on: [b]}
+      - {name: d, release: {}, depends_on: [d]}
+      - {name: e, release: {}, depends_on: [f]}
+      - {name: f, release: {}, depends_on: [e, a]}
+"#,
+        );
+        assert_eq!(
+            p,
+            [
+                "pipelines.p.steps[3].depends_on[0]: step `d` cannot depend on itself",
+                "pipelines.p.steps[0].depends_on: steps depend on each other in a cycle: a → c → b → a",
+                "pipelines.p.steps[4].depends_on: steps depend on each other in a cycle: e → f → e",
+            ]
+        );
+    }
+
+    #[test]
+    fn depends_on_naming_an_unknown_step_is_reported() {
+        let p = problems(
+            "services: {api: {build: .}}\npipelines: {p: {steps: [{name: a, build: {}}, {name: b, release: {}, depends_on: [bild]}]}}",
+        );
+        assert_eq!(p, ["pipelines.p.steps[1].depends_on[0]: unknown step `bild`; steps in this pipeline: a, b"]);
+    }
+
+    #[test]
+    fn a_deploy_step_needs_a_defined_environment() {
+        let p = problems("services: {api: {build: .}}\npipelines: {p: {steps: [{name: a, deploy: {environment: prod}}]}}");
+        assert_eq!(
+            p,
+            ["pipelines.p.steps[0].deploy.environment: unknown environment `prod`; no environments are defined (add it under `environments`)"]
+        );
+    }
+
+    #[test]
+    fn approvals_must_be_satisfiable() {
+        let p = problems("services: {a: {image: x}}\nenvironments: [{name: prod, approval: {required: 2, approvers: [alice]}}]");
+        assert_eq!(
+            p,
+            ["environments[0].approval.required: 2 approvals are required but only 1 approver is named in `approvers`"]
+        );
+        let p = problems(
+            "services: {a: {image: x}}\nenvironments: [{name: prod, approval: {required: 0}}]",
+        );
+        assert!(has(&p, "must be at least 1"), "{p:?}");
+        let p = problems("services: {a: {image: x}}\nenvironments: [{name: prod, approval: {approvers: [al, al]}}]");
+        assert!(
+            has(
+                &p,
+                "environments[0].approval.approvers[1]: approver `al` is listed more than once"
+            ),
+            "{p:?}"
+        );
+        // Without `approvers`, any number of approvals may be required.
+        let m =
+            ok("services: {a: {image: x}}\nenvironments: [{name: prod, approval: {required: 3}}]");
+        assert_eq!(
+            m.environments[0].approval.as_ref().map(|a| a.required),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn environments_given_as_a_map_keep_their_written_order() {
+        let m = ok(
+            "services: {a: {image: x}}\nenvironments:\n  zeta: {}\n  alpha:\n  mid: {target: k8s}",
+        );
+        assert_eq!(m.environment_order(), ["zeta", "alpha", "mid"]);
+        assert_eq!(
+            m.environments[2].target,
+            DeployTarget::Kubernetes { namespace: None }
+        );
+    }
+
+    #[test]
+    fn build_contexts_must_stay_inside_the_repository() {
+        for (ctx, msg) in [
+            ("/srv/app", "is an absolute path"),
+            ("C:/app", "is an absolute path"),
+            ("../other", "is outside the repository"),
+            ("api/../../x", "is outside the repository"),
+            ("https://github.com/a/b.git", "is a URL"),
+            ("''", "must not be empty"),
+            (r#""api\\src""#, "separate directories with `/`"),
+        ] {
+            let p = problems(&format!("services: {{api: {{build: {ctx}}}}}"));
+            assert!(
+                p.len() == 1 && p[0].starts_with("services.api.build: ") && p[0].contains(msg),
+                "{ctx}: {p:?}"
+            );
+        }
+        let m = ok("services: {api: {build: ./api/../web/./}}");
+        assert_eq!(
+            m.services["api"].build.as_ref().map(|b| b.context.as_str()),
+            Some("web")
+        );
+        let p = problems("services: {api: {build: {context: api, dockerfile: ../../Dockerfile}}}");
+        assert!(
+            has(
+                &p,
+                "services.api.build.dockerfile: `../../Dockerfile` is outside the repository"
+            ),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn dockerfiles_are_stored_relative_to_their_context() {
+        let cases = [
+            ("{context: api}", "Dockerfile", "api/Dockerfile"),
+            (
+                "{context: api, dockerfile: api/Dockerfile}",
+                "Dockerfile",
+                "api/Dockerfile",
+            ),
+            (
+                "{context: ./api, dockerfile: ./Dockerfile.dev}",
+                "Dockerfile.dev",
+                "api/Dockerfile.dev",
+            ),
+            (
+                "{context: api, dockerfile: ../docker/api}",
+                "../docker/api",
+                "docker/api",
+            ),
+            (
+                "{context: a/b, dockerfile: ../b/Dockerfile}",
+                "Dockerfile",
+                "a/b/Dockerfile",
+            ),
+            (
+                "{context: ., dockerfile: ./ops/Dockerfile}",
+                "ops/Dockerfile",
+                "ops/Dockerfile",
+            ),
+        ];
+        for (build, rel, from_root) in cases {
+            let m = ok(&format!("services: {{api: {{build: {build}}}}}"));
+            let b = m.services["api"].build.clone().expect("builds");
+            assert_eq!(
+                (b.dockerfile.as_str(), b.dockerfile_path().as_str()),
+                (rel, from_root),
+                "{build}"
+            );
+        }
+    }
+
+    #[test]
+    fn path_checks_report_missing_contexts_and_dockerfiles() {
+        let m = ok(r#"
+services:
+  api: {build: ./api}
+  web: {build: {context: web, dockerfile: Dockerfile.prod}}
+  worker: {build: ./worker}
+  tool: {build: {context: tools/x, dockerfile: ../../Dockerfile.tool}}
+  db: {image: postgres}
+"#);
+        let repo = FakeRepo {
+            files: vec![
+                "api/Dockerfile",
+                "web/Dockerfile",
+                "web/index.html",
+                "tools/x/main.go",
+            ],
+        };
+        let p: Vec<String> = check_paths(&m, &repo)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            p,
+            [
+                "services.tool.build.dockerfile: file not found (looked for Dockerfile.tool)",
+                "services.web.build.dockerfile: file not found (looked for web/Dockerfile.prod)",
+                "services.worker.build.context: directory not found",
+            ]
+        );
+        let good = FakeRepo {
+            files: vec![
+                "api/Dockerfile",
+                "web/Dockerfile.prod",
+                "worker/Dockerfile",
+                "tools/x/a",
+                "Dockerfile.tool",
+            ],
+        };
+        assert!(check_paths(&m, &good).is_empty());
+    }
+
+    #[test]
+    fn validate_reports_parse_and_path_problems_together() {
+        let repo = FakeRepo {
+            files: vec!["web/Dockerfile"],
+        };
+        let err = validate("services:\n  api: {build: ./api}\n  web: {build: ./web}\n  Bad: {build: ./web, ports: [0]}\n", &repo)
+            .expect_err("problems");
+        let p: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            p,
+            [
+                "services.Bad: invalid service name `Bad`: must start with a lowercase letter and contain only lowercase letters, digits and `-` (at most 63 characters)",
+                "services.Bad.ports[0]: invalid port `0`: expected a number 1-65535, optionally `host:container` and `/tcp` or `/udp`",
+                "services.api.build.context: directory not found",
+            ]
+        );
+        let m = validate("services: {web: {build: web}}", &repo).expect("valid");
+        assert_eq!(m.service_names(), ["web"]);
+    }
+
+    #[test]
+    fn yaml_syntax_errors_report_their_line_and_column() {
+        let p = problems("services:\n  api:\n    build: ./api\n   bad: [\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("invalid YAML at line "), "{p:?}");
+        assert!(p[0].contains(", column "), "{p:?}");
+        let p = problems("services: {a: {image: x}}\nservices: {}\n");
+        assert!(
+            p[0].starts_with(
+                "invalid YAML at line 1, column 1: duplicate entry with key \"services\""
+            ),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn empty_and_non_mapping_documents_are_explained() {
+        assert!(problems("")[0].starts_with("the manifest is empty"));
+        assert!(problems("# only a comment\n")[0].starts_with("the manifest is empty"));
+        assert!(problems("- a\n- b")[0].contains("found a list"));
+        assert_eq!(problems("name: x"), ["services: required: list the services to build, e.g. `services: {api: {build: ./api}}`"]);
+        assert_eq!(
+            problems("services: {}"),
+            ["services: at least one service is required"]
+        );
+    }
+
+    #[test]
+    fn extension_keys_and_merge_keys_are_supported() {
+        let a = ok(r#"
+x-defaults: &defaults
+  build: {context: api, args: {A: "1"}}
+x-note: ignored
+services:
+  api:
+    <<: *defaults
+    x-owner: team-a
+"#);
+        let b = ok("services: {api: {build: {context: api, args: {A: '1'}}}}");
+        assert_eq!(a, b);
+        assert_eq!(a.canonical_hash(), b.canonical_hash());
+    }
+
+    #[test]
+    fn a_built_service_image_must_not_carry_a_tag() {
+        let p = problems("services: {api: {build: ., image: reg.io/acme/api:latest}}");
+        assert!(
+            has(
+                &p,
+                "services.api.image: `reg.io/acme/api:latest` has a tag or digest"
+            ),
+            "{p:?}"
+        );
+        ok("services: {api: {build: ., image: 'localhost:5000/acme/api'}}");
+        ok("services: {db: {image: 'postgres:16@sha256:abc'}}");
+    }
+
+    #[test]
+    fn the_convox_manifest_key_needs_a_build_and_must_not_conflict() {
+        let p = problems("services: {api: {image: x, manifest: Dockerfile.p}}");
+        assert!(
+            has(
+                &p,
+                "services.api.manifest: `manifest` names the Dockerfile for `build`"
+            ),
+            "{p:?}"
+        );
+        let p = problems("services: {api: {build: {context: ., dockerfile: A}, manifest: B}}");
+        assert!(
+            has(
+                &p,
+                "services.api.manifest: conflicts with `build.dockerfile`"
+            ),
+            "{p:?}"
+        );
+        let m = ok("services: {api: {build: {context: api}, manifest: Dockerfile.p}}");
+        assert_eq!(
+            m.services["api"]
+                .build
+                .as_ref()
+                .map(|b| b.dockerfile.as_str()),
+            Some("Dockerfile.p")
+        );
+    }
+
+    #[test]
+    fn build_args_and_environment_are_checked() {
+        let p = problems("services: {api: {build: {context: ., args: [NOVALUE, 1X=2]}, environment: {bad-name: x}}}");
+        assert_eq!(
+            p,
+            [
+                "services.api.build.args[0]: build argument `NOVALUE` needs a value: write `NOVALUE=value`",
+                "services.api.build.args[1]: invalid build argument name `1X`: must be letters, digits and `_`, not starting with a digit (write `NAME=value`)",
+                "services.api.environment.bad-name: invalid environment variable name `bad-name`: must be letters, digits and `_`, not starting with a digit",
+            ]
+        );
+    }
+
+    #[test]
+    fn unusual_keys_are_quoted_in_paths() {
+        let p = problems("services:\n  \"a b\": {image: x}\n  1: {image: y}\n");
+        assert_eq!(
+            p,
+            [
+                "services: keys must be strings, found the number `1`",
+                r#"services["a b"]: invalid service name `a b`: must start with a lowercase letter and contain only lowercase letters, digits and `-` (at most 63 characters)"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn a_problem_at_the_root_displays_only_its_message() {
+        assert_eq!(Problem::new("", "oops").to_string(), "oops");
+        assert_eq!(
+            Problem::new("services.api.build.context", "directory not found").to_string(),
+            "services.api.build.context: directory not found"
+        );
+        let errs = ManifestErrors(vec![Problem::new("a", "x"), Problem::new("b", "y")]);
+        assert_eq!(errs.to_string(), "a: x\nb: y");
+        assert_eq!(errs.problems().len(), 2);
+    }
+
+    #[test]
+    fn oversized_manifests_are_refused() {
+        let huge = format!(
+            "services: {{a: {{image: x}}}}\n#{}",
+            "x".repeat(MAX_MANIFEST_BYTES)
+        );
+        assert!(problems(&huge)[0].contains("the limit is"));
+    }
+
+    #[test]
+    fn service_name_rules_follow_the_pattern() {
+        assert!(is_slug("a"));
+        assert!(is_slug("api-v2"));
+        assert!(is_slug(&format!("a{}", "b".repeat(62))));
+        assert!(!is_slug(&format!("a{}", "b".repeat(63))));
+        assert!(!is_slug("2api"));
+        assert!(!is_slug("-api"));
+        assert!(!is_slug("api_v2"));
+        assert!(!is_slug(""));
+    }
+}

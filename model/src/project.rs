@@ -77,18 +77,29 @@ impl NewProject {
             .map(str::trim)
             .filter(|d| !d.is_empty())
             .map(str::to_string);
-        if description.as_ref().is_some_and(|d| d.chars().count() > 2000) {
+        if description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 2000)
+        {
             problems.push(problem("description", "must be at most 2000 characters"));
         }
         if !problems.is_empty() {
             return Err(AppError::invalid_fields(problems));
         }
-        Ok(NewProject { name, repo_url, description, default_branch })
+        Ok(NewProject {
+            name,
+            repo_url,
+            description,
+            default_branch,
+        })
     }
 }
 
 fn problem(field: &str, message: &str) -> FieldProblem {
-    FieldProblem { field: field.to_string(), message: message.to_string() }
+    FieldProblem {
+        field: field.to_string(),
+        message: message.to_string(),
+    }
 }
 
 /// The kind of repository location a project points at.
@@ -175,17 +186,31 @@ mod tests {
 
     #[test]
     fn every_problem_of_a_new_project_is_reported_at_once() {
-        let err = NewProject { name: "  ".into(), repo_url: "not a repo".into(), ..Default::default() }
-            .normalized()
-            .unwrap_err();
+        let err = NewProject {
+            name: "  ".into(),
+            repo_url: "not a repo".into(),
+            ..Default::default()
+        }
+        .normalized()
+        .unwrap_err();
         let fields: Vec<_> = err.problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["name", "repo_url"]);
-        assert!(err.message.contains("repo_url: `not a repo` is neither"), "{}", err.message);
+        assert!(
+            err.message.contains("repo_url: `not a repo` is neither"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn local_paths_and_git_urls_are_accepted() {
-        for ok in ["/srv/repos/app", "https://git.example/app.git", "git@host:team/app.git", "ssh://host/app", "file:///srv/app"] {
+        for ok in [
+            "/srv/repos/app",
+            "https://git.example/app.git",
+            "git@host:team/app.git",
+            "ssh://host/app",
+            "file:///srv/app",
+        ] {
             assert!(check_repo_url(ok).is_ok(), "{ok}");
         }
         for bad in ["relative/path", "/srv/../etc", "https://", "ftp://x"] {

@@ -166,7 +166,10 @@ named_enum!(DeploymentStatus, "deployment status", DEPLOYMENT_STATUS_NAMES, {
 impl DeploymentStatus {
     /// Whether the deployment has finished and can never change again.
     pub const fn is_terminal(self) -> bool {
-        !matches!(self, Self::Pending | Self::AwaitingApproval | Self::Deploying)
+        !matches!(
+            self,
+            Self::Pending | Self::AwaitingApproval | Self::Deploying
+        )
     }
 
     /// Whether the deployment may move from `self` to `next`.
@@ -174,9 +177,13 @@ impl DeploymentStatus {
         use DeploymentStatus::*;
         matches!(
             (self, next),
-            (Pending, AwaitingApproval | Deploying | Failed | Cancelled | Superseded)
-                | (AwaitingApproval, Deploying | Rejected | Failed | Cancelled | Superseded)
-                | (Deploying, Succeeded | Failed | Cancelled)
+            (
+                Pending,
+                AwaitingApproval | Deploying | Failed | Cancelled | Superseded
+            ) | (
+                AwaitingApproval,
+                Deploying | Rejected | Failed | Cancelled | Superseded
+            ) | (Deploying, Succeeded | Failed | Cancelled)
         )
     }
 }
@@ -302,9 +309,13 @@ impl ErrorClass {
     pub const fn hint(self) -> &'static str {
         match self {
             Self::AuthError => "check the registry and git credentials stored as project secrets",
-            Self::CloneError => "check the repository URL, its access token and that the commit exists",
+            Self::CloneError => {
+                "check the repository URL, its access token and that the commit exists"
+            }
             Self::BuildError => "read the build log at the failing Dockerfile stage",
-            Self::TimeoutError => "raise the build timeout or make the build faster (cache, smaller context)",
+            Self::TimeoutError => {
+                "raise the build timeout or make the build faster (cache, smaller context)"
+            }
             Self::ResourceError => "free disk space on the builder or raise its memory limit",
             Self::RegistryError => "check the registry host, namespace and push credentials",
             Self::Unknown => "read the last lines of the build log",
@@ -327,7 +338,10 @@ mod tests {
         for v in all {
             let name = as_str(v);
             assert!(seen.insert(name), "duplicate name {name}");
-            assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{name}");
+            assert!(
+                name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{name}"
+            );
             assert_eq!(name.parse::<T>().as_ref(), Ok(v));
             assert_eq!(v.to_string(), name);
             let json = serde_json::to_string(v).expect("serialises");
@@ -353,7 +367,10 @@ mod tests {
 
     #[test]
     fn multi_word_names_are_snake_case() {
-        assert_eq!(DeploymentStatus::AwaitingApproval.as_str(), "awaiting_approval");
+        assert_eq!(
+            DeploymentStatus::AwaitingApproval.as_str(),
+            "awaiting_approval"
+        );
         assert_eq!(ErrorClass::AuthError.as_str(), "auth_error");
         assert_eq!(ErrorClass::RegistryError.to_string(), "registry_error");
     }
@@ -386,25 +403,44 @@ mod tests {
     #[test]
     fn terminal_statuses_never_change() {
         for s in BuildRunStatus::ALL.iter().filter(|s| s.is_terminal()) {
-            assert!(BuildRunStatus::ALL.iter().all(|n| !s.can_transition_to(*n)), "{s}");
+            assert!(
+                BuildRunStatus::ALL.iter().all(|n| !s.can_transition_to(*n)),
+                "{s}"
+            );
         }
         for s in DeploymentStatus::ALL.iter().filter(|s| s.is_terminal()) {
-            assert!(DeploymentStatus::ALL.iter().all(|n| !s.can_transition_to(*n)), "{s}");
+            assert!(
+                DeploymentStatus::ALL
+                    .iter()
+                    .all(|n| !s.can_transition_to(*n)),
+                "{s}"
+            );
         }
         for s in PipelineRunStatus::ALL.iter().filter(|s| s.is_terminal()) {
-            assert!(PipelineRunStatus::ALL.iter().all(|n| !s.can_transition_to(*n)), "{s}");
+            assert!(
+                PipelineRunStatus::ALL
+                    .iter()
+                    .all(|n| !s.can_transition_to(*n)),
+                "{s}"
+            );
         }
         for d in ApprovalDecision::ALL {
             assert!(d.is_terminal());
-            assert!(ApprovalDecision::ALL.iter().all(|n| !d.can_transition_to(*n)));
+            assert!(ApprovalDecision::ALL
+                .iter()
+                .all(|n| !d.can_transition_to(*n)));
         }
     }
 
     #[test]
     fn no_status_transitions_to_itself() {
         assert!(BuildRunStatus::ALL.iter().all(|s| !s.can_transition_to(*s)));
-        assert!(DeploymentStatus::ALL.iter().all(|s| !s.can_transition_to(*s)));
-        assert!(PipelineRunStatus::ALL.iter().all(|s| !s.can_transition_to(*s)));
+        assert!(DeploymentStatus::ALL
+            .iter()
+            .all(|s| !s.can_transition_to(*s)));
+        assert!(PipelineRunStatus::ALL
+            .iter()
+            .all(|s| !s.can_transition_to(*s)));
     }
 
     #[test]
@@ -412,27 +448,42 @@ mod tests {
         assert!(BuildRunStatus::ALL
             .iter()
             .filter(|s| !s.is_terminal())
-            .all(|s| BuildRunStatus::ALL.iter().any(|n| n.is_terminal() && s.can_transition_to(*n))));
+            .all(|s| BuildRunStatus::ALL
+                .iter()
+                .any(|n| n.is_terminal() && s.can_transition_to(*n))));
         assert!(DeploymentStatus::ALL
             .iter()
             .filter(|s| !s.is_terminal())
-            .all(|s| DeploymentStatus::ALL.iter().any(|n| n.is_terminal() && s.can_transition_to(*n))));
+            .all(|s| DeploymentStatus::ALL
+                .iter()
+                .any(|n| n.is_terminal() && s.can_transition_to(*n))));
         assert!(PipelineRunStatus::ALL
             .iter()
             .filter(|s| !s.is_terminal())
-            .all(|s| PipelineRunStatus::ALL.iter().any(|n| n.is_terminal() && s.can_transition_to(*n))));
+            .all(|s| PipelineRunStatus::ALL
+                .iter()
+                .any(|n| n.is_terminal() && s.can_transition_to(*n))));
     }
 
     #[test]
     fn deployments_pass_the_approval_gate_before_deploying() {
         use DeploymentStatus::*;
         assert!(Pending.can_transition_to(AwaitingApproval));
-        assert!(Pending.can_transition_to(Deploying), "environments without a gate");
+        assert!(
+            Pending.can_transition_to(Deploying),
+            "environments without a gate"
+        );
         assert!(AwaitingApproval.can_transition_to(Deploying));
         assert!(AwaitingApproval.can_transition_to(Rejected));
-        assert!(!Pending.can_transition_to(Rejected), "only a waiting deployment is rejected");
+        assert!(
+            !Pending.can_transition_to(Rejected),
+            "only a waiting deployment is rejected"
+        );
         assert!(!Deploying.can_transition_to(AwaitingApproval));
-        assert!(!Deploying.can_transition_to(Superseded), "a running deployment finishes");
+        assert!(
+            !Deploying.can_transition_to(Superseded),
+            "a running deployment finishes"
+        );
         assert!(Deploying.can_transition_to(Succeeded));
         assert!(!Pending.can_transition_to(Succeeded));
         assert!(AwaitingApproval.can_transition_to(Superseded));
