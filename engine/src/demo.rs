@@ -93,7 +93,7 @@ pub async fn seed_demo_project(store: &Store, data_dir: &Path) -> Result<Project
         description: Some("Seeded on first run: two services that build offline on the local base image.".into()),
         default_branch: Some("main".into()),
     };
-    let project = store.create_project(&input, Some("system")).await?;
+    let project = store.create_project(&input, None).await?;
     tracing::info!(project = %project.id, "seeded the demo project");
     Ok(project)
 }

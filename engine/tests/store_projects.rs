@@ -22,7 +22,7 @@ async fn created_project_is_listed_with_zero_counts(pool: PgPool) {
     let store = Store::from_pool(pool);
     let repo = git_repo();
     let created = store
-        .create_project(&new_project("  Payments API ", repo.path().to_str().unwrap()), Some("tester"))
+        .create_project(&new_project("  Payments API ", repo.path().to_str().unwrap()), None)
         .await
         .unwrap();
     assert_eq!(created.name, "Payments API");

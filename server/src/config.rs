@@ -63,19 +63,19 @@ pub struct Common {
 #[derive(Debug, Args, Clone)]
 pub struct Serve {
     /// Address the dashboard and API listen on.
-    #[arg(long, env = "SLIPWAY_ADDR", default_value = "127.0.0.1:3000")]
+    #[arg(long, env = "SLIPWAY_ADDR", default_value = "127.0.0.1:3000", global = true)]
     pub addr: SocketAddr,
 
     /// Directory with the built site (pkg/slipway.js, pkg/slipway_bg.wasm, pkg/slipway.css, favicon).
-    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site", global = true)]
     pub site_root: PathBuf,
 
     /// Name of the database in the embedded cluster.
-    #[arg(long, env = "SLIPWAY_DATABASE_NAME", default_value = "slipway")]
+    #[arg(long, env = "SLIPWAY_DATABASE_NAME", default_value = "slipway", global = true)]
     pub database_name: String,
 
     /// Seed the demo project on first run.
-    #[arg(long, env = "SLIPWAY_SEED_DEMO", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "SLIPWAY_SEED_DEMO", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub seed_demo: bool,
 }
 

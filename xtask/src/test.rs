@@ -135,7 +135,7 @@ fn http_get_status(addr: &str, path: &str) -> Option<u16> {
 fn cargo_tests(ctx: &Ctx, services: &Services, extra: &[String], totals: &mut Totals) -> Result<(), String> {
     step("running the Rust tests (unit, store, router, engine)");
     let mut cmd = ctx.cargo();
-    cmd.args(["test", "--workspace", "--exclude", "slipway-frontend"]).args(extra);
+    cmd.args(["test", "--workspace", "--exclude", "slipway-frontend", "--no-fail-fast"]).args(extra);
     for (k, v) in &services.env {
         cmd.env(k, v);
     }

@@ -35,12 +35,18 @@ async fn ping(docker: &Docker) -> bool {
     matches!(tokio::time::timeout(Duration::from_secs(3), docker.ping()).await, Ok(Ok(_)))
 }
 
+/// A client for the engine, if its socket exists and it answers a ping.
+/// (bollard refuses to build a client for a socket path that does not exist yet.)
+async fn answering() -> Option<Docker> {
+    let docker = Docker::connect_with_local_defaults().ok()?;
+    ping(&docker).await.then_some(docker)
+}
+
 /// Connects to the engine at `DOCKER_HOST` (or the default socket); when none
 /// answers and `may_start` is set, starts `dockerd` and waits for it.
 pub async fn connect_or_start_docker(data_dir: &Path, may_start: bool) -> Result<DockerEngine> {
     let endpoint = endpoint();
-    let docker = Docker::connect_with_local_defaults()?;
-    if ping(&docker).await {
+    if let Some(docker) = answering().await {
         let docker = docker.negotiate_version().await?;
         tracing::info!(%endpoint, "using the Docker engine that is already running");
         return Ok(DockerEngine { docker, endpoint, child: None });
@@ -79,9 +85,9 @@ pub async fn connect_or_start_docker(data_dir: &Path, may_start: bool) -> Result
         .spawn()
         .map_err(|e| Error::Startup(format!("starting dockerd: {e}")))?;
     let started = Instant::now();
-    loop {
-        if ping(&docker).await {
-            break;
+    let docker = loop {
+        if let Some(docker) = answering().await {
+            break docker;
         }
         if let Ok(Some(status)) = child.try_wait() {
             return Err(Error::Startup(format!(
@@ -94,7 +100,7 @@ pub async fn connect_or_start_docker(data_dir: &Path, may_start: bool) -> Result
             return Err(Error::Startup(format!("dockerd did not answer within 60 s; see {}", log_path.display())));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    };
     let docker = docker.negotiate_version().await?;
     tracing::info!(
         %endpoint,

@@ -65,7 +65,7 @@ fn check_local_repo(path: &str) -> Result<(), AppError> {
 
 impl Store {
     /// Creates a project after validating every field; a duplicate name is a
-    /// conflict naming the field.
+    /// conflict naming the field. `created_by` is a user id (`None`: the system).
     #[tracing::instrument(skip_all, fields(name = %input.name))]
     pub async fn create_project(&self, input: &NewProject, created_by: Option<&str>) -> Result<Project> {
         let input = input.normalized()?;
