@@ -2,6 +2,7 @@
 //! The same server functions are the HTTP API scripts and the CLI use; every
 //! one has a stable endpoint under `/api/`.
 
+pub mod builds;
 pub mod components;
 pub mod pages;
 pub mod projects;
@@ -64,7 +65,8 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/") view=projects::ProjectsPage/>
                         <Route path=path!("/projects") view=projects::ProjectsPage/>
                         <Route path=path!("/projects/:project") view=projects::ProjectPage/>
-                        <Route path=path!("/builds") view=pages::BuildsPage/>
+                        <Route path=path!("/builds") view=builds::BuildsPage/>
+                        <Route path=path!("/builds/:build") view=builds::BuildPage/>
                         <Route path=path!("/releases") view=pages::ReleasesPage/>
                         <Route path=path!("/environments") view=pages::EnvironmentsPage/>
                     </Routes>

@@ -30,11 +30,6 @@ fn Planned(title: &'static str, text: &'static str) -> impl IntoView {
 }
 
 #[component]
-pub fn BuildsPage() -> impl IntoView {
-    view! { <Planned title="Builds" text="No builds yet: building images is not available in this version."/> }
-}
-
-#[component]
 pub fn ReleasesPage() -> impl IntoView {
     view! { <Planned title="Releases" text="No releases yet: releases need completed builds."/> }
 }

@@ -2,6 +2,7 @@
 //! dashboard's server functions, prints human tables by default and JSON with
 //! `--json`.
 
+mod builds;
 mod client;
 mod table;
 
@@ -31,6 +32,9 @@ enum Top {
     /// Projects: list, create, show.
     #[command(subcommand)]
     Project(ProjectCmd),
+    /// Builds: create, run, list, show, runs, artifacts, cancel.
+    #[command(subcommand)]
+    Build(builds::BuildCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli, client: &Client) -> anyhow::Result<()> {
     match &cli.command {
+        Top::Build(cmd) => builds::run(cmd, client, cli.json)?,
         Top::Project(ProjectCmd::List) => {
             let projects: Vec<ProjectSummary> = client.call("projects/list", json!({}))?;
             if cli.json {
@@ -119,7 +124,7 @@ fn run(cli: &Cli, client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }

@@ -6,7 +6,9 @@ pub mod demo;
 pub mod docker;
 pub mod embedded;
 pub mod error;
+pub mod build;
 pub mod health;
+pub mod secrets;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -2,11 +2,13 @@
 //! validation, the DTOs the API exchanges, and the error type they share.
 //! No I/O: this crate compiles to wasm for the dashboard.
 
+pub mod build;
 pub mod error;
 pub mod health;
 pub mod id;
 pub mod manifest;
 pub mod project;
+pub mod secret;
 pub mod status;
 
 pub use error::{AppError, AppResult, ErrorCode, FieldProblem};

@@ -1,7 +1,10 @@
 //! The Postgres store: one pool, migrations at start-up, and one module of
 //! queries per area of the domain.
 
+mod builds;
 mod projects;
+
+pub use builds::{ArtifactInsert, ClaimedRun, Heartbeat, RunOutcome, SpecInsert};
 
 use std::time::Duration;
 

@@ -1,0 +1,146 @@
+//! Creating a build spec from a request: resolve the ref, read the manifest at
+//! that commit, check the manifest hash and the services, record both, and
+//! queue a run. Every bad field is a 4xx naming it.
+
+use slipway_model::build::{is_git_sha, is_manifest_hash, parse_build_args, BuildDetail, NewBuild};
+use slipway_model::manifest::{self, MANIFEST_PATH};
+use slipway_model::{AppError, FieldProblem};
+
+use super::runner::parse_registry_override;
+use super::workspace;
+use crate::error::Result;
+use crate::store::{SpecInsert, Store};
+
+/// Longest timeout a build may ask for (a day).
+pub const MAX_TIMEOUT_SECONDS: u32 = 86_400;
+
+/// Creates (or, with a known idempotency key, finds) a build spec and queues a run.
+#[tracing::instrument(skip_all, fields(project = %input.project))]
+pub async fn create_build(store: &Store, input: &NewBuild, created_by: Option<&str>) -> Result<BuildDetail> {
+    if input.project.trim().is_empty() {
+        return Err(AppError::invalid("project", "is required (id, slug or name)").into());
+    }
+    let project = store.get_project(&input.project).await?;
+    let mut problems = Vec::new();
+    if let Some(hash) = &input.manifest_hash {
+        if !is_manifest_hash(hash) {
+            problems.push(FieldProblem { field: "manifest_hash".into(), message: "must be 64 lowercase hex characters".into() });
+        }
+    }
+    if let Some(key) = &input.idempotency_key {
+        if key.is_empty() || key.len() > 200 {
+            problems.push(FieldProblem { field: "idempotency_key".into(), message: "must be 1 to 200 characters".into() });
+        }
+    }
+    if let Some(t) = input.timeout_seconds {
+        if t == 0 || t > MAX_TIMEOUT_SECONDS {
+            problems.push(FieldProblem {
+                field: "timeout_seconds".into(),
+                message: format!("must be between 1 and {MAX_TIMEOUT_SECONDS}"),
+            });
+        }
+    }
+    if let Some(inputs) = &input.inputs {
+        if !inputs.is_object() {
+            problems.push(FieldProblem { field: "inputs".into(), message: "must be a JSON object".into() });
+        }
+    }
+    if let Some(cache) = &input.cache {
+        if !cache.is_object() {
+            problems.push(FieldProblem { field: "cache".into(), message: "must be a JSON object".into() });
+        }
+    }
+    if let Some(registry) = &input.registry {
+        if let Err(e) = parse_registry_override(registry) {
+            problems.push(FieldProblem { field: "registry".into(), message: e.message });
+        }
+    }
+    let build_args = match parse_build_args(&input.build_args) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            problems.extend(e.problems);
+            None
+        }
+    };
+    let git_ref = input.git_ref.as_deref().map(str::trim).filter(|r| !r.is_empty()).unwrap_or(&project.default_branch).to_string();
+    if git_ref.len() == 40 && git_ref.chars().all(|c| c.is_ascii_hexdigit()) && !is_git_sha(&git_ref) {
+        problems.push(FieldProblem { field: "ref".into(), message: "a full git sha must be lowercase hex".into() });
+    }
+    if !problems.is_empty() {
+        return Err(AppError::invalid_fields(problems).into());
+    }
+
+    let sha = workspace::resolve_ref(&project.repo_url, &git_ref)
+        .await
+        .map_err(|e| AppError::invalid("ref", e.message))?;
+    let content = workspace::read_file_at(&project.repo_url, &sha, MANIFEST_PATH)
+        .await
+        .map_err(|e| AppError::invalid("ref", e.message))?
+        .ok_or_else(|| AppError::invalid("ref", format!("commit {sha} has no {MANIFEST_PATH}")))?;
+    let parsed = manifest::parse(&content).map_err(AppError::from)?;
+    let hash = parsed.canonical_hash();
+    if let Some(given) = &input.manifest_hash {
+        if *given != hash {
+            return Err(AppError::invalid(
+                "manifest_hash",
+                format!("does not match the manifest at {sha}: given {given}, manifest has {hash}"),
+            )
+            .into());
+        }
+    }
+    let services = match &input.services {
+        None => None,
+        Some(list) if list.is_empty() => {
+            return Err(AppError::invalid("services", "must name at least one service, or be null for all").into())
+        }
+        Some(list) => {
+            let known = parsed.buildable_service_names();
+            let mut bad = Vec::new();
+            for (i, s) in list.iter().enumerate() {
+                if !known.iter().any(|k| *k == s.as_str()) {
+                    let why = if parsed.services.contains_key(s.as_str()) {
+                        format!("service `{s}` has no build section (it uses a prebuilt image)")
+                    } else {
+                        format!("unknown service `{s}`; the manifest at {} has: {}", &sha[..12], known.join(", "))
+                    };
+                    bad.push(FieldProblem { field: format!("services[{i}]"), message: why });
+                }
+            }
+            if !bad.is_empty() {
+                return Err(AppError::invalid_fields(bad).into());
+            }
+            let mut s = list.clone();
+            s.sort();
+            s.dedup();
+            Some(s)
+        }
+    };
+    let parsed_json = serde_json::from_str::<serde_json::Value>(&parsed.canonical_json())
+        .unwrap_or_else(|_| serde_json::json!({}));
+    store.record_manifest(&project.id, &sha, &hash, &content, &parsed_json).await?;
+    let mut inputs = input.inputs.clone().unwrap_or_else(|| serde_json::json!({}));
+    if input.development {
+        if let Some(obj) = inputs.as_object_mut() {
+            obj.insert("development".into(), serde_json::Value::Bool(true));
+        }
+    }
+    let (spec, created) = store
+        .create_build_spec(&SpecInsert {
+            project_id: project.id.clone(),
+            git_sha: sha,
+            manifest_hash: hash,
+            services,
+            inputs,
+            registry: input.registry.clone(),
+            cache: input.cache.clone(),
+            build_args: build_args.unwrap_or_default(),
+            force_rebuild: input.force_rebuild,
+            idempotency_key: input.idempotency_key.clone(),
+            created_by: created_by.map(str::to_string),
+        })
+        .await?;
+    if created && input.run {
+        store.enqueue_run(&spec.id, input.timeout_seconds.map(|t| t as i32), input.force_rebuild).await?;
+    }
+    store.get_build(&spec.id).await
+}
