@@ -517,3 +517,48 @@ async fn dropping_the_build_future_of_a_run_sleep_30_stops_the_step_within_a_cou
     let after = job(&images.add(&format!("slipway-test/cancel:{}-after", nonce())), "FROM slipway/busybox:1\nRUN true\n", &[]);
     BuildKitBackend::new(docker.clone()).build(&after, &log).await.unwrap_or_else(|e| panic!("{e:?}\n{}", dump(&mem.lines())));
 }
+
+#[tokio::test]
+async fn a_target_stage_build_args_and_a_memory_limit_are_passed_to_buildkit() {
+    let docker = engine().await;
+    let mut images = Images::new(&docker);
+    let n = nonce();
+    let dockerfile = "FROM slipway/busybox:1 AS base\nARG GREETING\nRUN echo \"greeting=$GREETING\"\nFROM base AS final\nRUN exit 9\n";
+    let (log, mem) = LogSink::memory();
+    let mut build = job(&images.add(&format!("slipway-test/target:{n}")), dockerfile, &[]);
+    build.target = Some("base".into());
+    build.build_args.insert("GREETING".into(), format!("hello-{n}"));
+    build.memory = Some(256 * 1024 * 1024);
+    let built = BuildKitBackend::new(docker.clone()).build(&build, &log).await.unwrap_or_else(|e| panic!("{e:?}\n{}", dump(&mem.lines())));
+    let lines = mem.lines();
+    show("target + args", &lines);
+    assert!(has_line(&lines, |l| l.line == format!("greeting=hello-{n}") && l.stream == Stream::Stdout), "{}", dump(&lines));
+    assert!(!has_line(&lines, |l| l.line.contains("RUN exit 9")), "{}", dump(&lines));
+    let inspect = docker.inspect_image(&build.tag).await.expect("inspect");
+    let labels = inspect.config.and_then(|c| c.labels).unwrap_or_default();
+    assert_eq!(labels.get("slipway.test").map(String::as_str), Some("1"));
+    assert_eq!(inspect.id.as_deref(), Some(built.image_id.as_str()));
+}
+
+/// The engine's BuildKit (20.10) ignores the memory option (measured: a
+/// 256 MiB allocation passes under a 32 MiB limit), so this uses the legacy
+/// builder, whose RUN containers get the limit.
+#[tokio::test]
+async fn a_step_killed_for_memory_is_a_resource_error() {
+    let docker = engine().await;
+    let mut images = Images::new(&docker);
+    let n = nonce();
+    // dd allocates its whole block: 256 MiB against a 32 MiB limit (no swap here).
+    let dockerfile = format!("FROM slipway/busybox:1\nRUN echo {n} && dd if=/dev/zero of=/dev/null bs=256M count=1\n");
+    let (log, mem) = LogSink::memory();
+    let mut build = job(&images.add(&format!("slipway-test/oom:{n}")), &dockerfile, &[]);
+    build.memory = Some(32 * 1024 * 1024);
+    let result = LegacyBackend::new(docker.clone()).build(&build, &log).await;
+    show("oom", &mem.lines());
+    for id in legacy_intermediates(&mem.lines()) {
+        images.add(&id);
+    }
+    let err = result.expect_err("the step must be killed");
+    assert_eq!(err.class, ErrorClass::ResourceError, "{err:?}\n{}", dump(&mem.lines()));
+    assert!(err.failed_step.unwrap_or_default().contains("dd if=/dev/zero"));
+}

@@ -74,6 +74,29 @@ pub struct Serve {
     #[arg(long, env = "SLIPWAY_DATABASE_NAME", default_value = "slipway", global = true)]
     pub database_name: String,
 
+    /// Run builds in this process (several processes may share one database;
+    /// each claims runs from the same queue).
+    #[arg(long, env = "SLIPWAY_BUILD_WORKER", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub build_worker: bool,
+
+    /// Builds this process runs at the same time.
+    #[arg(long, env = "SLIPWAY_BUILD_CONCURRENCY", default_value_t = 2, global = true)]
+    pub build_concurrency: usize,
+
+    /// Reuse the artifacts of an earlier successful run with the same project,
+    /// sha, manifest, services, build args and registry.
+    #[arg(long, env = "SLIPWAY_BUILD_REUSE", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub build_reuse: bool,
+
+    /// Timeout of a build run that does not set its own, in seconds.
+    #[arg(long, env = "SLIPWAY_BUILD_TIMEOUT", default_value_t = 3600, global = true)]
+    pub build_timeout: u64,
+
+    /// Build backend: `buildkit` (the Docker engine's embedded BuildKit) or
+    /// `legacy` (the engine's classic builder, an explicit fallback).
+    #[arg(long, env = "SLIPWAY_BUILD_BACKEND", default_value = "buildkit", value_parser = ["buildkit", "legacy"], global = true)]
+    pub build_backend: String,
+
     /// Seed the demo project on first run.
     #[arg(long, env = "SLIPWAY_SEED_DEMO", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub seed_demo: bool,

@@ -9,7 +9,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context};
 use leptos::config::LeptosOptions;
 use slipway_engine::embedded::{self, DockerEngine, EmbeddedPostgres, EmbeddedRegistry};
+use slipway_engine::build::buildkit::BuildKitBackend;
+use slipway_engine::build::legacy::LegacyBackend;
+use slipway_engine::build::runner::{Runner, RunnerConfig};
+use slipway_engine::build::BuildBackend;
+use slipway_engine::secrets::{MasterKey, SecretBox};
 use slipway_engine::Store;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Common, Serve};
 use crate::http::{app, AppState};
@@ -154,6 +161,12 @@ async fn serve_inner(
         slipway_engine::demo::seed_demo_project(&store, data_dir).await.context("seeding the demo project")?;
     }
 
+    let shutdown = CancellationToken::new();
+    let worker = match (&docker, serve.build_worker) {
+        (Some(docker), true) => Some(start_build_worker(serve, data_dir, &store, docker.clone(), registry.clone(), shutdown.clone())?),
+        _ => None,
+    };
+
     let leptos = LeptosOptions::builder()
         .output_name(slipway_app::OUTPUT_NAME)
         .site_root(serve.site_root.display().to_string())
@@ -165,7 +178,34 @@ async fn serve_inner(
     let listener = tokio::net::TcpListener::from_std(listener)?;
     tracing::info!(url = %format!("http://{}", serve.addr), "Slipway is serving the dashboard");
     axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+    shutdown.cancel();
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
     Ok(())
+}
+
+/// Starts this process's build worker on the shared queue.
+fn start_build_worker(
+    serve: &Serve,
+    data_dir: &Path,
+    store: &Store,
+    docker: bollard::Docker,
+    registry: Option<String>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let key = MasterKey::from_env_or_file(data_dir)?;
+    let secrets = Arc::new(SecretBox::new(key));
+    let backend: Arc<dyn BuildBackend> = match serve.build_backend.as_str() {
+        "legacy" => Arc::new(LegacyBackend::new(docker.clone())),
+        _ => Arc::new(BuildKitBackend::new(docker.clone())),
+    };
+    let mut config = RunnerConfig::new(data_dir.join("work"), registry);
+    config.concurrency = serve.build_concurrency.max(1);
+    config.reuse = serve.build_reuse;
+    config.default_timeout = std::time::Duration::from_secs(serve.build_timeout.max(1));
+    let runner = Arc::new(Runner::new(store.clone(), docker, backend, Some(secrets), config));
+    Ok(runner.start(shutdown))
 }
 
 /// `slipway-server services`: start the embedded services, print how to reach

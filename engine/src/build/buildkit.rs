@@ -54,6 +54,17 @@ fn session_id() -> String {
 async fn build_with_buildkit(docker: &Docker, job: &ImageBuild, log: &LogSink) -> Result<BuiltImage, BuildFailure> {
     let session = session_id();
     let options = build_options(job, BuilderVersion::BuilderBuildKit, Some(&session), log).await;
+    if job.memory.is_some() {
+        // Measured on engine 20.10: BuildKit accepts the option but does not
+        // apply it to RUN steps (the legacy builder does).
+        log.line(
+            Phase::Build,
+            None,
+            Stream::System,
+            "note: the engine's BuildKit does not enforce per-build memory limits; RUN steps may use more memory than the limit",
+        )
+        .await;
+    }
     tracing::debug!(service = %job.service, tag = %job.tag, %session, "starting a BuildKit build");
     let started = std::time::Instant::now();
     let mut stream = docker.build_image(options, None, Some(bollard::body_full(job.context_tar.clone())));
@@ -79,6 +90,7 @@ async fn build_with_buildkit(docker: &Docker, job: &ImageBuild, log: &LogSink) -
         return Err(failure);
     }
     if let Some(failure) = stream_error {
+        log.line(Phase::Build, None, Stream::System, &format!("✗ {}", failure.message)).await;
         return Err(failure);
     }
     inspect_built(docker, &job.tag, progress.image_id.as_deref()).await
@@ -387,6 +399,19 @@ mod tests {
         assert_eq!(classify_message("process \"/bin/sh -c x\" did not complete successfully: exit code: 137", false).0, ErrorClass::ResourceError);
         assert_eq!(classify_message("write /x: no space left on device", false).0, ErrorClass::ResourceError);
         assert_eq!(classify_message("process \"/bin/sh -c exit 3\" did not complete successfully: exit code: 3", false), (ErrorClass::BuildError, None));
+    }
+
+    #[test]
+    fn a_lost_engine_connection_is_unknown_and_says_so() {
+        let (log, _) = LogSink::memory();
+        let e = bollard::errors::Error::IOError { err: std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer") };
+        let f = classify_docker_error(&e, &log);
+        assert_eq!(f.class, ErrorClass::Unknown);
+        assert!(f.message.starts_with("the Docker engine stopped answering: "), "{}", f.message);
+        let e = bollard::errors::Error::DockerStreamError { error: "pull access denied for foo, repository does not exist".into() };
+        let f = classify_docker_error(&e, &log);
+        assert_eq!(f.class, ErrorClass::BuildError);
+        assert!(f.message.contains("FROM scratch"), "{}", f.message);
     }
 
     #[test]

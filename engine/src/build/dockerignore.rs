@@ -46,7 +46,10 @@ enum Token {
     /// `*`: any run of characters other than `/`.
     Star,
     /// `[...]`: one character (never `/`) in, or with `negated` not in, the ranges.
-    Class { negated: bool, ranges: Vec<(char, char)> },
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
     /// `**/` (or `**` followed by more pattern): nothing, or anything ending in `/`.
     AnyDirs,
     /// A trailing `**`: anything at all.
@@ -82,7 +85,11 @@ impl DockerIgnore {
                 cleaned.remove(0);
             }
             let tokens = compile(&cleaned);
-            patterns.push(Pattern { exception, text: cleaned, tokens });
+            patterns.push(Pattern {
+                exception,
+                text: cleaned,
+                tokens,
+            });
         }
         DockerIgnore { patterns }
     }
@@ -96,7 +103,13 @@ impl DockerIgnore {
     pub fn patterns(&self) -> Vec<String> {
         self.patterns
             .iter()
-            .map(|p| if p.exception { format!("!{}", p.text) } else { p.text.clone() })
+            .map(|p| {
+                if p.exception {
+                    format!("!{}", p.text)
+                } else {
+                    p.text.clone()
+                }
+            })
             .collect()
     }
 
@@ -126,7 +139,11 @@ impl DockerIgnore {
     /// say `true` when nothing below ends up included.)
     pub fn may_include_under(&self, rel_dir: &str) -> bool {
         let dir = normalize_path(rel_dir);
-        let prefix = if dir == "." { String::new() } else { format!("{dir}/") };
+        let prefix = if dir == "." {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
         self.patterns
             .iter()
             .filter(|p| p.exception)
@@ -289,7 +306,12 @@ impl Nfa<'_> {
     /// Adds the states reachable without consuming a character.
     fn close(&self, states: &mut [bool]) {
         for i in 0..self.tokens.len() {
-            if states[i] && matches!(self.tokens[i], Token::Star | Token::AnyDirs | Token::AnyRest) {
+            if states[i]
+                && matches!(
+                    self.tokens[i],
+                    Token::Star | Token::AnyDirs | Token::AnyRest
+                )
+            {
                 states[i + 1] = true;
             }
         }

@@ -60,6 +60,7 @@ async fn build_with_legacy(docker: &Docker, job: &ImageBuild, log: &LogSink) -> 
     }
     out.finish(log).await;
     if let Some(failure) = failure {
+        log.line(Phase::Build, failure.failed_step.as_deref(), Stream::System, &format!("✗ {}", failure.message)).await;
         return Err(failure);
     }
     inspect_built(docker, &job.tag, out.image_id.as_deref()).await
@@ -116,7 +117,13 @@ impl LegacyOutput {
                 self.image_id = Some(id.trim().to_string());
             }
         }
-        let stream = if stderr { Stream::Stderr } else { Stream::Stdout };
+        let stream = if stderr {
+            Stream::Stderr
+        } else if is_builder_chatter(&text) {
+            Stream::System
+        } else {
+            Stream::Stdout
+        };
         log.line(Phase::Build, self.step.as_deref(), stream, &text).await;
     }
 
@@ -155,6 +162,16 @@ impl LegacyOutput {
             None => classify_docker_error(e, log),
         }
     }
+}
+
+/// The legacy builder's own lines (not a step's output).
+fn is_builder_chatter(line: &str) -> bool {
+    let t = line.trim_start();
+    t.starts_with("---> ")
+        || t.starts_with("Removing intermediate container ")
+        || t.starts_with("Successfully built ")
+        || t.starts_with("Successfully tagged ")
+        || t.starts_with("Sending build context to Docker daemon")
 }
 
 /// Removes ANSI escape sequences; reports whether any of the line was in the

@@ -248,8 +248,18 @@ fn classify_push_error(target: &RegistryTarget, reference: &str, text: &str) -> 
 }
 
 /// Pushes `image:tag` (image = repository including the host) and returns the
-/// manifest digest (`sha256:…`) after the registry confirmed it.
+/// manifest digest (`sha256:…`) after the registry confirmed it with a
+/// manifest HEAD. Progress goes to `log` under phase `push`, step `image:tag`.
 pub async fn push(docker: &Docker, image: &str, tag: &str, target: &RegistryTarget, log: &LogSink) -> Result<String, BuildFailure> {
+    let result = push_and_confirm(docker, image, tag, target, log).await;
+    if let Err(failure) = &result {
+        let reference = format!("{image}:{tag}");
+        log.line(Phase::Push, Some(&reference), Stream::System, &format!("✗ {}", failure.message)).await;
+    }
+    result
+}
+
+async fn push_and_confirm(docker: &Docker, image: &str, tag: &str, target: &RegistryTarget, log: &LogSink) -> Result<String, BuildFailure> {
     let reference = format!("{image}:{tag}");
     let step = Some(reference.as_str());
     let started = std::time::Instant::now();
@@ -292,9 +302,7 @@ pub async fn push(docker: &Docker, image: &str, tag: &str, target: &RegistryTarg
                     bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
                     other => other.to_string(),
                 };
-                let failure = classify_push_error(target, &reference, &log.mask(&text));
-                log.line(Phase::Push, step, Stream::System, &format!("✗ {}", failure.message)).await;
-                return Err(failure);
+                return Err(classify_push_error(target, &reference, &log.mask(&text)));
             }
         }
     }
@@ -432,6 +440,7 @@ fn parse_challenge(header: &str) -> (String, Vec<(String, String)>) {
 
 /// The manifest HEAD with basic auth, and the Bearer token dance when the
 /// registry asks for it. Blocking: run it on a blocking thread.
+#[allow(clippy::result_large_err)] // ureq's error type, only inside this function
 fn head_manifest(host: &str, name: &str, tag: &str, target: &RegistryTarget) -> Result<Option<String>, HeadError> {
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(5))

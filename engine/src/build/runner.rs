@@ -414,7 +414,8 @@ impl Runner {
             let service = manifest.services.get(name).ok_or_else(|| internal(format!("service {name} vanished")))?;
             let Some(build) = &service.build else { continue };
             let context_dir = src.join(&build.context);
-            let (tar, stats) = tokio::task::spawn_blocking(move || workspace::context_tar(&context_dir))
+            let dockerfile = build.dockerfile.clone();
+            let (tar, stats) = tokio::task::spawn_blocking(move || workspace::context_tar_with_dockerfile(&context_dir, &dockerfile))
                 .await
                 .map_err(internal)?
                 .map_err(|e| BuildFailure::new(ErrorClass::BuildError, format!("service `{name}`: reading the build context failed: {e}")))?;

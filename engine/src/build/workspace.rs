@@ -56,7 +56,9 @@ const MAX_SYMLINK_HOPS: usize = 8;
 
 /// Whether `s` is a full commit sha: exactly 40 lowercase hex digits.
 pub fn is_full_sha(s: &str) -> bool {
-    s.len() == 40 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 40
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Resolves a branch, tag, `HEAD`, full sha or (for local repositories) any revision
@@ -74,7 +76,11 @@ pub async fn checkout(repo_url: &str, sha: &str, dest: &Path) -> Result<Checkout
 
 /// Reads the text file `path` at commit `sha` without a checkout, with
 /// [`DEFAULT_GIT_TIMEOUT`] per git command. See [`Git::read_file_at`].
-pub async fn read_file_at(repo_url: &str, sha: &str, path: &str) -> Result<Option<String>, BuildFailure> {
+pub async fn read_file_at(
+    repo_url: &str,
+    sha: &str,
+    path: &str,
+) -> Result<Option<String>, BuildFailure> {
     Git::default().read_file_at(repo_url, sha, path).await
 }
 
@@ -103,7 +109,9 @@ pub struct Git {
 
 impl Default for Git {
     fn default() -> Self {
-        Git { timeout: DEFAULT_GIT_TIMEOUT }
+        Git {
+            timeout: DEFAULT_GIT_TIMEOUT,
+        }
     }
 }
 
@@ -153,9 +161,14 @@ impl Git {
         if git_ref.len() == 40 && git_ref.bytes().all(|b| b.is_ascii_hexdigit()) {
             let sha = git_ref.to_ascii_lowercase();
             match kind {
-                RepoKind::Local => self.ensure_local_commit(Path::new(repo_url), &sha, &shown).await?,
+                RepoKind::Local => {
+                    self.ensure_local_commit(Path::new(repo_url), &sha, &shown)
+                        .await?
+                }
                 RepoKind::FileUrl | RepoKind::Network => {
-                    let _probe = self.fetch_commit_to_temp(repo_url, kind, &sha, "--filter=tree:0").await?;
+                    let _probe = self
+                        .fetch_commit_to_temp(repo_url, kind, &sha, "--filter=tree:0")
+                        .await?;
                 }
             }
             return Ok(sha);
@@ -166,7 +179,13 @@ impl Git {
         let listing = self
             .run(None, ["ls-remote", "--", repo_url, git_ref, &peeled])
             .await
-            .map_err(|e| git_failure(&format!("could not list the branches and tags of {shown}"), &shown, e))?;
+            .map_err(|e| {
+                git_failure(
+                    &format!("could not list the branches and tags of {shown}"),
+                    &shown,
+                    e,
+                )
+            })?;
         if let Some(sha) = pick_ref(&String::from_utf8_lossy(&listing), git_ref) {
             tracing::debug!(repo = %shown, git_ref, %sha, "resolved ref with ls-remote");
             return Ok(sha);
@@ -174,7 +193,13 @@ impl Git {
 
         if kind == RepoKind::Local {
             let rev = format!("{git_ref}^{{commit}}");
-            match self.run(Some(Path::new(repo_url)), ["rev-parse", "--verify", "--quiet", &rev]).await {
+            match self
+                .run(
+                    Some(Path::new(repo_url)),
+                    ["rev-parse", "--verify", "--quiet", &rev],
+                )
+                .await
+            {
                 Ok(out) => {
                     let sha = String::from_utf8_lossy(&out).trim().to_string();
                     if is_full_sha(&sha) {
@@ -183,7 +208,13 @@ impl Git {
                     }
                 }
                 Err(GitError::Failed { .. }) => {}
-                Err(e) => return Err(git_failure(&format!("could not resolve `{git_ref}` in {shown}"), &shown, e)),
+                Err(e) => {
+                    return Err(git_failure(
+                        &format!("could not resolve `{git_ref}` in {shown}"),
+                        &shown,
+                        e,
+                    ))
+                }
             }
             return Err(BuildFailure::new(
                 ErrorClass::CloneError,
@@ -212,7 +243,12 @@ impl Git {
     /// URLs); when `sha` is not reachable from the cloned branches and tags it is
     /// fetched by id. Submodules are not checked out. On failure `dest` is removed
     /// again (or emptied, if it existed before).
-    pub async fn checkout(&self, repo_url: &str, sha: &str, dest: &Path) -> Result<Checkout, BuildFailure> {
+    pub async fn checkout(
+        &self,
+        repo_url: &str,
+        sha: &str,
+        dest: &Path,
+    ) -> Result<Checkout, BuildFailure> {
         let kind = repo_kind(repo_url)?;
         let shown = redact_url(repo_url);
         require_full_sha(sha)?;
@@ -233,12 +269,17 @@ impl Git {
             Err(e) => {
                 return Err(BuildFailure::new(
                     ErrorClass::CloneError,
-                    format!("could not clone {shown}: cannot use the destination {}: {e}", dest.display()),
+                    format!(
+                        "could not clone {shown}: cannot use the destination {}: {e}",
+                        dest.display()
+                    ),
                 ))
             }
         };
         let started = Instant::now();
-        let result = self.clone_and_checkout(repo_url, kind, sha, dest, &shown).await;
+        let result = self
+            .clone_and_checkout(repo_url, kind, sha, dest, &shown)
+            .await;
         match &result {
             Ok(_) => tracing::debug!(
                 repo = %shown, sha, dest = %dest.display(),
@@ -263,7 +304,8 @@ impl Git {
         dest: &Path,
         shown: &str,
     ) -> Result<Checkout, BuildFailure> {
-        let mut args: Vec<OsString> = vec!["clone".into(), "--no-checkout".into(), "--quiet".into()];
+        let mut args: Vec<OsString> =
+            vec!["clone".into(), "--no-checkout".into(), "--quiet".into()];
         if kind == RepoKind::Network {
             args.push("--filter=blob:none".into());
         }
@@ -273,7 +315,11 @@ impl Git {
             .map_err(|e| git_failure(&format!("could not clone {shown}"), shown, e))?;
 
         let commit = format!("{sha}^{{commit}}");
-        if self.run(Some(dest), ["cat-file", "-e", &commit]).await.is_err() {
+        if self
+            .run(Some(dest), ["cat-file", "-e", &commit])
+            .await
+            .is_err()
+        {
             tracing::debug!(repo = %shown, sha, "commit not in the clone; fetching it by id");
             let mut fetch: Vec<&str> = vec!["fetch", "--quiet", "--no-tags"];
             if kind == RepoKind::Network {
@@ -286,8 +332,13 @@ impl Git {
         }
         self.run(Some(dest), ["checkout", "--quiet", "--detach", sha, "--"])
             .await
-            .map_err(|e| git_failure(&format!("could not check out {sha} from {shown}"), shown, e))?;
-        Ok(Checkout { dir: dest.to_path_buf(), sha: sha.to_string() })
+            .map_err(|e| {
+                git_failure(&format!("could not check out {sha} from {shown}"), shown, e)
+            })?;
+        Ok(Checkout {
+            dir: dest.to_path_buf(),
+            sha: sha.to_string(),
+        })
     }
 
     /// Reads the file `path` (relative to the repository root) at the full sha `sha`,
@@ -297,7 +348,12 @@ impl Git {
     ///
     /// Local repositories are read in place; other URLs fetch only that commit into a
     /// temporary repository (see the module documentation).
-    pub async fn read_file_at(&self, repo_url: &str, sha: &str, path: &str) -> Result<Option<String>, BuildFailure> {
+    pub async fn read_file_at(
+        &self,
+        repo_url: &str,
+        sha: &str,
+        path: &str,
+    ) -> Result<Option<String>, BuildFailure> {
         let kind = repo_kind(repo_url)?;
         let shown = redact_url(repo_url);
         require_full_sha(sha)?;
@@ -314,14 +370,22 @@ impl Git {
                 self.read_blob(repo, sha, &rel, &shown).await
             }
             RepoKind::FileUrl | RepoKind::Network => {
-                let temp = self.fetch_commit_to_temp(repo_url, kind, sha, "--filter=blob:none").await?;
+                let temp = self
+                    .fetch_commit_to_temp(repo_url, kind, sha, "--filter=blob:none")
+                    .await?;
                 self.read_blob(temp.path(), sha, &rel, &shown).await
             }
         }
     }
 
     /// Reads `rel` at `sha` from the repository (work tree or bare) at `repo`.
-    async fn read_blob(&self, repo: &Path, sha: &str, rel: &str, shown: &str) -> Result<Option<String>, BuildFailure> {
+    async fn read_blob(
+        &self,
+        repo: &Path,
+        sha: &str,
+        rel: &str,
+        shown: &str,
+    ) -> Result<Option<String>, BuildFailure> {
         let what = |p: &str| format!("could not read {p} at {sha} in {shown}");
         let mut current = rel.to_string();
         for _ in 0..=MAX_SYMLINK_HOPS {
@@ -329,7 +393,18 @@ impl Git {
                 return Ok(None);
             }
             let listing = self
-                .run(Some(repo), ["--literal-pathspecs", "ls-tree", "--full-tree", "-z", sha, "--", &current])
+                .run(
+                    Some(repo),
+                    [
+                        "--literal-pathspecs",
+                        "ls-tree",
+                        "--full-tree",
+                        "-z",
+                        sha,
+                        "--",
+                        &current,
+                    ],
+                )
                 .await
                 .map_err(|e| git_failure(&what(&current), shown, e))?;
             let Some((mode, object)) = find_tree_entry(&listing, &current) else {
@@ -375,7 +450,12 @@ impl Git {
     }
 
     /// Fails unless `sha` is a commit in the local repository `repo`.
-    async fn ensure_local_commit(&self, repo: &Path, sha: &str, shown: &str) -> Result<(), BuildFailure> {
+    async fn ensure_local_commit(
+        &self,
+        repo: &Path,
+        sha: &str,
+        shown: &str,
+    ) -> Result<(), BuildFailure> {
         // Check that the repository itself is readable first, so a missing repository
         // is not reported as a missing commit.
         self.run(Some(repo), ["rev-parse", "--git-dir"])
@@ -385,7 +465,11 @@ impl Git {
         match self.run(Some(repo), ["cat-file", "-e", &commit]).await {
             Ok(_) => Ok(()),
             Err(GitError::Failed { .. }) => Err(commit_not_found(sha, shown)),
-            Err(e) => Err(git_failure(&format!("could not look up {sha} in {shown}"), shown, e)),
+            Err(e) => Err(git_failure(
+                &format!("could not look up {sha} in {shown}"),
+                shown,
+                e,
+            )),
         }
     }
 
@@ -406,10 +490,15 @@ impl Git {
             )
         })?;
         let setup = |e| git_failure(&format!("could not fetch from {shown}"), &shown, e);
-        self.run(Some(temp.path()), ["init", "--quiet", "--bare"]).await.map_err(setup)?;
-        self.run(Some(temp.path()), ["remote", "add", "--", "origin", repo_url])
+        self.run(Some(temp.path()), ["init", "--quiet", "--bare"])
             .await
-            .map_err(|e| git_failure(&format!("could not fetch from {shown}"), &shown, e))?;
+            .map_err(setup)?;
+        self.run(
+            Some(temp.path()),
+            ["remote", "add", "--", "origin", repo_url],
+        )
+        .await
+        .map_err(|e| git_failure(&format!("could not fetch from {shown}"), &shown, e))?;
         let mut args = vec!["fetch", "--quiet", "--no-tags", "--depth=1"];
         if kind == RepoKind::Network {
             args.push(filter);
@@ -429,7 +518,11 @@ impl Git {
     {
         let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         let printable = redact_url(
-            &args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
+            &args
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" "),
         );
         let mut cmd = Command::new("git");
         if let Some(dir) = dir {
@@ -482,7 +575,10 @@ impl Git {
                 } else {
                     let stderr = redact_url(&String::from_utf8_lossy(&out.stderr));
                     tracing::debug!(command = %printable, elapsed_ms, code = ?out.status.code(), stderr = %stderr.trim(), "git failed");
-                    Err(GitError::Failed { code: out.status.code(), stderr })
+                    Err(GitError::Failed {
+                        code: out.status.code(),
+                        stderr,
+                    })
                 }
             }
         }
@@ -519,7 +615,11 @@ impl TempDir {
         let base = std::env::temp_dir();
         let mut attempts = 0;
         loop {
-            let name = format!("slipway-git-{}-{:016x}", std::process::id(), rand::random::<u64>());
+            let name = format!(
+                "slipway-git-{}-{:016x}",
+                std::process::id(),
+                rand::random::<u64>()
+            );
             let path = base.join(name);
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => return Ok(TempDir(path)),
@@ -624,7 +724,11 @@ fn pick_ref(listing: &str, git_ref: &str) -> Option<String> {
         .filter_map(|line| line.split_once('\t'))
         .map(|(sha, name)| (sha.trim(), name.trim()))
         .collect();
-    let lookup = |name: &str| refs.iter().find(|(_, n)| *n == name).map(|(sha, _)| sha.to_string());
+    let lookup = |name: &str| {
+        refs.iter()
+            .find(|(_, n)| *n == name)
+            .map(|(sha, _)| sha.to_string())
+    };
     let candidates: Vec<String> = if git_ref == "HEAD" {
         vec!["HEAD".to_string()]
     } else {
@@ -675,7 +779,11 @@ fn normalize_rel(path: &str) -> Option<String> {
             s => parts.push(s),
         }
     }
-    Some(if parts.is_empty() { ".".to_string() } else { parts.join("/") })
+    Some(if parts.is_empty() {
+        ".".to_string()
+    } else {
+        parts.join("/")
+    })
 }
 
 /// Removes credentials (`user:password@`, `token@`) from every `scheme://` URL in
@@ -688,7 +796,9 @@ pub fn redact_url(text: &str) -> String {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
         let end = tail
-            .find(|c: char| matches!(c, '/' | '?' | '#' | '\'' | '"' | '`' | '<' | '>') || c.is_whitespace())
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '\'' | '"' | '`' | '<' | '>') || c.is_whitespace()
+            })
             .unwrap_or(tail.len());
         let authority = &tail[..end];
         match authority.rfind('@') {
@@ -708,7 +818,10 @@ fn git_failure(action: &str, shown: &str, err: GitError) -> BuildFailure {
             ErrorClass::CloneError,
             format!("{action}: the `git` program was not found (install git on the Slipway host)"),
         ),
-        GitError::Spawn(e) => BuildFailure::new(ErrorClass::CloneError, format!("{action}: could not run git: {e}")),
+        GitError::Spawn(e) => BuildFailure::new(
+            ErrorClass::CloneError,
+            format!("{action}: could not run git: {e}"),
+        ),
         GitError::TimedOut(limit) => BuildFailure::new(
             ErrorClass::CloneError,
             format!(
@@ -740,7 +853,11 @@ fn commit_fetch_failure(sha: &str, shown: &str, err: GitError) -> BuildFailure {
             return commit_not_found(sha, shown);
         }
     }
-    git_failure(&format!("could not fetch commit {sha} from {shown}"), shown, err)
+    git_failure(
+        &format!("could not fetch commit {sha} from {shown}"),
+        shown,
+        err,
+    )
 }
 
 fn commit_not_found(sha: &str, shown: &str) -> BuildFailure {
@@ -787,23 +904,38 @@ fn describe_git_error(stderr: &str, code: Option<i32>, shown: &str) -> (ErrorCla
         "not a git repository",
         "the requested url returned error: 404",
     ];
-    if not_found.iter().any(|n| lower.contains(n)) || (lower.contains("repository") && lower.contains("not found")) {
+    if not_found.iter().any(|n| lower.contains(n))
+        || (lower.contains("repository") && lower.contains("not found"))
+    {
         return (
             ErrorClass::CloneError,
-            "repository not found (check the repository URL and that its access token can read it)".to_string(),
+            "repository not found (check the repository URL and that its access token can read it)"
+                .to_string(),
         );
     }
-    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let line = lines
         .iter()
         .rev()
         .find(|l| l.starts_with("fatal:"))
         .or_else(|| lines.iter().rev().find(|l| l.starts_with("error:")))
         .or_else(|| lines.last())
-        .map(|l| l.trim_start_matches("fatal:").trim_start_matches("error:").trim().to_string());
+        .map(|l| {
+            l.trim_start_matches("fatal:")
+                .trim_start_matches("error:")
+                .trim()
+                .to_string()
+        });
     let reason = match line {
         Some(l) if !l.is_empty() => l,
-        _ => format!("git exited with status {}", code.map_or_else(|| "unknown".to_string(), |c| c.to_string())),
+        _ => format!(
+            "git exited with status {}",
+            code.map_or_else(|| "unknown".to_string(), |c| c.to_string())
+        ),
     };
     (ErrorClass::CloneError, reason)
 }
@@ -819,7 +951,11 @@ impl FsRepoView {
     fn resolve(&self, rel: &str) -> Option<PathBuf> {
         let rel = normalize_rel(rel)?;
         let root = self.0.canonicalize().ok()?;
-        let full = if rel == "." { root.clone() } else { root.join(&rel).canonicalize().ok()? };
+        let full = if rel == "." {
+            root.clone()
+        } else {
+            root.join(&rel).canonicalize().ok()?
+        };
         full.starts_with(&root).then_some(full)
     }
 }
@@ -883,9 +1019,17 @@ pub fn context_tar_with_dockerfile(
     if let Some(df) = normalize_rel(dockerfile).filter(|d| d != ".") {
         forced.push(df);
     }
-    let mut walker = Walker { root: context_dir, ignore: &ignore, forced: &forced, entries: Vec::new(), stats: ContextStats::default() };
+    let mut walker = Walker {
+        root: context_dir,
+        ignore: &ignore,
+        forced: &forced,
+        entries: Vec::new(),
+        stats: ContextStats::default(),
+    };
     walker.walk("", Path::new(""))?;
-    let Walker { entries, mut stats, .. } = walker;
+    let Walker {
+        entries, mut stats, ..
+    } = walker;
 
     let mut builder = tar::Builder::new(Vec::new());
     for entry in &entries {
@@ -962,7 +1106,11 @@ impl Walker<'_> {
         names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
         for name in names {
             let name_str = name.to_string_lossy();
-            let rel = if rel_dir.is_empty() { name_str.to_string() } else { format!("{rel_dir}/{name_str}") };
+            let rel = if rel_dir.is_empty() {
+                name_str.to_string()
+            } else {
+                format!("{rel_dir}/{name_str}")
+            };
             let rel_path = rel_dir_path.join(&name);
             if rel_dir.is_empty() && name_str == ".git" {
                 self.stats.ignored += 1;
@@ -974,16 +1122,25 @@ impl Walker<'_> {
             let file_type = meta.file_type();
             if file_type.is_dir() {
                 if !excluded {
-                    self.entries.push(Entry { rel: rel_path.clone(), kind: EntryKind::Dir });
+                    self.entries.push(Entry {
+                        rel: rel_path.clone(),
+                        kind: EntryKind::Dir,
+                    });
                     self.walk(&rel, &rel_path)?;
                 } else if self.ignore.may_include_under(&rel)
-                    || self.forced.iter().any(|f| f.starts_with(&format!("{rel}/")))
+                    || self
+                        .forced
+                        .iter()
+                        .any(|f| f.starts_with(&format!("{rel}/")))
                 {
                     // Something below may be re-included: look inside, and keep the
                     // directory entry only if something was.
                     let mark = self.entries.len();
                     let ignored_before = self.stats.ignored;
-                    self.entries.push(Entry { rel: rel_path.clone(), kind: EntryKind::Dir });
+                    self.entries.push(Entry {
+                        rel: rel_path.clone(),
+                        kind: EntryKind::Dir,
+                    });
                     self.walk(&rel, &rel_path)?;
                     if self.entries.len() == mark + 1 {
                         self.entries.truncate(mark);
@@ -997,9 +1154,15 @@ impl Walker<'_> {
             } else if file_type.is_file() {
                 use std::os::unix::fs::PermissionsExt;
                 let executable = meta.permissions().mode() & 0o111 != 0;
-                self.entries.push(Entry { rel: rel_path, kind: EntryKind::File { executable } });
+                self.entries.push(Entry {
+                    rel: rel_path,
+                    kind: EntryKind::File { executable },
+                });
             } else if file_type.is_symlink() {
-                self.entries.push(Entry { rel: rel_path, kind: EntryKind::Symlink });
+                self.entries.push(Entry {
+                    rel: rel_path,
+                    kind: EntryKind::Symlink,
+                });
             } else {
                 tracing::debug!(path = %rel, "skipping a special file in the build context");
             }
@@ -1022,15 +1185,29 @@ mod tests {
             .arg("-C")
             .arg(dir)
             .args([
-                "-c", "user.name=Test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false",
-                "-c", "tag.gpgsign=false", "-c", "init.defaultBranch=main", "-c", "core.hooksPath=/dev/null",
+                "-c",
+                "user.name=Test",
+                "-c",
+                "user.email=test@example.com",
+                "-c",
+                "commit.gpgsign=false",
+                "-c",
+                "tag.gpgsign=false",
+                "-c",
+                "init.defaultBranch=main",
+                "-c",
+                "core.hooksPath=/dev/null",
             ])
             .args(args)
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .output()
             .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
@@ -1065,19 +1242,36 @@ mod tests {
         let path = dir.path().join("app");
         std::fs::create_dir(&path).unwrap();
         git(&path, &["init", "--quiet"]);
-        write(&path, ".slipway/manifest.yaml", "services:\n  api:\n    build: ./api\n");
+        write(
+            &path,
+            ".slipway/manifest.yaml",
+            "services:\n  api:\n    build: ./api\n",
+        );
         write(&path, "api/Dockerfile", "FROM scratch\nCOPY . /app\n");
-        write(&path, "api/.dockerignore", "*.log\nnode_modules\n!node_modules/keep.txt\n*.md\n!README.md\n");
+        write(
+            &path,
+            "api/.dockerignore",
+            "*.log\nnode_modules\n!node_modules/keep.txt\n*.md\n!README.md\n",
+        );
         write(&path, "api/main.sh", "#!/bin/sh\necho hi\n");
-        std::fs::set_permissions(path.join("api/main.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            path.join("api/main.sh"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         write(&path, "api/README.md", "readme\n");
         write(&path, "api/NOTES.md", "notes\n");
         write(&path, "api/debug.log", "log\n");
-        write(&path, "api/node_modules/dep/index.js", "module.exports = 1;\n");
+        write(
+            &path,
+            "api/node_modules/dep/index.js",
+            "module.exports = 1;\n",
+        );
         write(&path, "api/node_modules/keep.txt", "keep\n");
         write(&path, "api/src/lib.txt", "v1\n");
         std::os::unix::fs::symlink("src/lib.txt", path.join("api/link.txt")).unwrap();
-        std::os::unix::fs::symlink("../api/Dockerfile", path.join(".slipway/Dockerfile-link")).unwrap();
+        std::os::unix::fs::symlink("../api/Dockerfile", path.join(".slipway/Dockerfile-link"))
+            .unwrap();
         std::os::unix::fs::symlink("/etc/passwd", path.join("outside")).unwrap();
         git(&path, &["add", "-A"]);
         git(&path, &["commit", "--quiet", "-m", "first"]);
@@ -1092,7 +1286,13 @@ mod tests {
         write(&path, "api/src/lib.txt", "v2\n");
         git(&path, &["commit", "--quiet", "-am", "second"]);
         let second = git(&path, &["rev-parse", "HEAD"]);
-        Repo { _dir: dir, path, first, second, feature }
+        Repo {
+            _dir: dir,
+            path,
+            first,
+            second,
+            feature,
+        }
     }
 
     fn tar_entries(tar: &[u8]) -> BTreeMap<String, (tar::EntryType, u32, String)> {
@@ -1100,7 +1300,12 @@ mod tests {
         let mut out = BTreeMap::new();
         for entry in archive.entries().unwrap() {
             let mut entry = entry.unwrap();
-            let path = entry.path().unwrap().to_string_lossy().trim_end_matches('/').to_string();
+            let path = entry
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string();
             let header = entry.header();
             let kind = header.entry_type();
             let mode = header.mode().unwrap();
@@ -1108,7 +1313,12 @@ mod tests {
             assert_eq!(header.uid().unwrap(), 0, "{path}");
             assert_eq!(header.gid().unwrap(), 0, "{path}");
             let detail = if kind == tar::EntryType::Symlink {
-                entry.link_name().unwrap().unwrap().to_string_lossy().to_string()
+                entry
+                    .link_name()
+                    .unwrap()
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string()
             } else {
                 let mut s = String::new();
                 entry.read_to_string(&mut s).unwrap();
@@ -1132,14 +1342,26 @@ mod tests {
 
     #[test]
     fn credentials_are_removed_from_urls_in_any_text() {
-        assert_eq!(redact_url("https://user:secret@github.com/a/b.git"), "https://github.com/a/b.git");
-        assert_eq!(redact_url("https://ghp_token@github.com/a/b"), "https://github.com/a/b");
+        assert_eq!(
+            redact_url("https://user:secret@github.com/a/b.git"),
+            "https://github.com/a/b.git"
+        );
+        assert_eq!(
+            redact_url("https://ghp_token@github.com/a/b"),
+            "https://github.com/a/b"
+        );
         assert_eq!(
             redact_url("fatal: repository 'https://x:y@host:8443/r/' not found"),
             "fatal: repository 'https://host:8443/r/' not found"
         );
-        assert_eq!(redact_url("ssh://git:pw@host/r and http://a@b"), "ssh://host/r and http://b");
-        assert_eq!(redact_url("git@github.com:org/repo.git"), "git@github.com:org/repo.git");
+        assert_eq!(
+            redact_url("ssh://git:pw@host/r and http://a@b"),
+            "ssh://host/r and http://b"
+        );
+        assert_eq!(
+            redact_url("git@github.com:org/repo.git"),
+            "git@github.com:org/repo.git"
+        );
         assert_eq!(redact_url("/srv/repos/app"), "/srv/repos/app");
     }
 
@@ -1147,11 +1369,24 @@ mod tests {
     fn repository_urls_are_classified_and_bad_ones_rejected() {
         assert_eq!(repo_kind("/srv/app").unwrap(), RepoKind::Local);
         assert_eq!(repo_kind("file:///srv/app").unwrap(), RepoKind::FileUrl);
-        assert_eq!(repo_kind("https://github.com/a/b").unwrap(), RepoKind::Network);
+        assert_eq!(
+            repo_kind("https://github.com/a/b").unwrap(),
+            RepoKind::Network
+        );
         assert_eq!(repo_kind("ssh://git@host/a").unwrap(), RepoKind::Network);
         assert_eq!(repo_kind("git://host/a").unwrap(), RepoKind::Network);
-        assert_eq!(repo_kind("git@github.com:org/repo.git").unwrap(), RepoKind::Network);
-        for bad in ["", "-uhello", "relative/path", "ext::sh -c touch% /tmp/x", "ftp://host/x", "/a\nb"] {
+        assert_eq!(
+            repo_kind("git@github.com:org/repo.git").unwrap(),
+            RepoKind::Network
+        );
+        for bad in [
+            "",
+            "-uhello",
+            "relative/path",
+            "ext::sh -c touch% /tmp/x",
+            "ftp://host/x",
+            "/a\nb",
+        ] {
             let err = repo_kind(bad).unwrap_err();
             assert_eq!(err.class, ErrorClass::CloneError, "{bad}");
         }
@@ -1172,7 +1407,10 @@ mod tests {
         assert_eq!(pick_ref(&listing, "main").as_deref(), Some(a.as_str()));
         assert_eq!(pick_ref(&listing, "v1").as_deref(), Some(d.as_str()));
         assert_eq!(pick_ref(&listing, "heads/v1").as_deref(), Some(b.as_str()));
-        assert_eq!(pick_ref(&listing, "refs/heads/v1").as_deref(), Some(b.as_str()));
+        assert_eq!(
+            pick_ref(&listing, "refs/heads/v1").as_deref(),
+            Some(b.as_str())
+        );
         assert_eq!(pick_ref(&listing, "ain"), None);
     }
 
@@ -1188,7 +1426,11 @@ mod tests {
             "https://github.com/a/b",
         );
         assert_eq!(class, ErrorClass::AuthError);
-        let (class, _) = describe_git_error("git@github.com: Permission denied (publickey).\n", Some(128), "x");
+        let (class, _) = describe_git_error(
+            "git@github.com: Permission denied (publickey).\n",
+            Some(128),
+            "x",
+        );
         assert_eq!(class, ErrorClass::AuthError);
         let (class, reason) = describe_git_error(
             "warning: x\nfatal: unable to access 'https://nohost/': Could not resolve host: nohost\n",
@@ -1196,7 +1438,10 @@ mod tests {
             "https://nohost",
         );
         assert_eq!(class, ErrorClass::CloneError);
-        assert_eq!(reason, "unable to access 'https://nohost/': Could not resolve host: nohost");
+        assert_eq!(
+            reason,
+            "unable to access 'https://nohost/': Could not resolve host: nohost"
+        );
         let (_, reason) = describe_git_error("", Some(1), "x");
         assert_eq!(reason, "git exited with status 1");
     }
@@ -1215,8 +1460,16 @@ mod tests {
     async fn resolve_ref_finds_the_tip_of_a_branch() {
         let repo = make_repo();
         assert_eq!(resolve_ref(&repo.url(), "main").await.unwrap(), repo.second);
-        assert_eq!(resolve_ref(&repo.url(), "feature").await.unwrap(), repo.feature);
-        assert_eq!(resolve_ref(&repo.url(), "refs/heads/feature").await.unwrap(), repo.feature);
+        assert_eq!(
+            resolve_ref(&repo.url(), "feature").await.unwrap(),
+            repo.feature
+        );
+        assert_eq!(
+            resolve_ref(&repo.url(), "refs/heads/feature")
+                .await
+                .unwrap(),
+            repo.feature
+        );
     }
 
     #[tokio::test]
@@ -1230,25 +1483,45 @@ mod tests {
     async fn resolve_ref_understands_head_and_short_shas_in_a_local_repository() {
         let repo = make_repo();
         assert_eq!(resolve_ref(&repo.url(), "HEAD").await.unwrap(), repo.second);
-        assert_eq!(resolve_ref(&repo.url(), &repo.first[..8]).await.unwrap(), repo.first);
-        assert_eq!(resolve_ref(&repo.url(), "HEAD~1").await.unwrap(), repo.first);
+        assert_eq!(
+            resolve_ref(&repo.url(), &repo.first[..8]).await.unwrap(),
+            repo.first
+        );
+        assert_eq!(
+            resolve_ref(&repo.url(), "HEAD~1").await.unwrap(),
+            repo.first
+        );
     }
 
     #[tokio::test]
     async fn resolve_ref_checks_that_a_full_sha_exists() {
         let repo = make_repo();
-        assert_eq!(resolve_ref(&repo.url(), &repo.feature).await.unwrap(), repo.feature);
-        assert_eq!(resolve_ref(&repo.url(), &repo.first.to_uppercase()).await.unwrap(), repo.first);
+        assert_eq!(
+            resolve_ref(&repo.url(), &repo.feature).await.unwrap(),
+            repo.feature
+        );
+        assert_eq!(
+            resolve_ref(&repo.url(), &repo.first.to_uppercase())
+                .await
+                .unwrap(),
+            repo.first
+        );
         let missing = "0123456789abcdef0123456789abcdef01234567";
         let err = resolve_ref(&repo.url(), missing).await.unwrap_err();
         assert_eq!(err.class, ErrorClass::CloneError);
-        assert!(err.message.contains(missing) && err.message.contains(&repo.url()), "{}", err.message);
+        assert!(
+            err.message.contains(missing) && err.message.contains(&repo.url()),
+            "{}",
+            err.message
+        );
     }
 
     #[tokio::test]
     async fn resolve_ref_names_the_ref_and_the_repository_when_the_ref_is_unknown() {
         let repo = make_repo();
-        let err = resolve_ref(&repo.url(), "no-such-branch").await.unwrap_err();
+        let err = resolve_ref(&repo.url(), "no-such-branch")
+            .await
+            .unwrap_err();
         assert_eq!(err.class, ErrorClass::CloneError);
         assert!(err.message.contains("`no-such-branch`"), "{}", err.message);
         assert!(err.message.contains(&repo.url()), "{}", err.message);
@@ -1257,29 +1530,58 @@ mod tests {
     #[tokio::test]
     async fn resolve_ref_works_over_a_file_url() {
         let repo = make_repo();
-        assert_eq!(resolve_ref(&repo.file_url(), "main").await.unwrap(), repo.second);
-        assert_eq!(resolve_ref(&repo.file_url(), "v1").await.unwrap(), repo.first);
-        assert_eq!(resolve_ref(&repo.file_url(), &repo.feature).await.unwrap(), repo.feature);
-        let err = resolve_ref(&repo.file_url(), "0123456789abcdef0123456789abcdef01234567").await.unwrap_err();
+        assert_eq!(
+            resolve_ref(&repo.file_url(), "main").await.unwrap(),
+            repo.second
+        );
+        assert_eq!(
+            resolve_ref(&repo.file_url(), "v1").await.unwrap(),
+            repo.first
+        );
+        assert_eq!(
+            resolve_ref(&repo.file_url(), &repo.feature).await.unwrap(),
+            repo.feature
+        );
+        let err = resolve_ref(&repo.file_url(), "0123456789abcdef0123456789abcdef01234567")
+            .await
+            .unwrap_err();
         assert!(err.message.contains("not found"), "{}", err.message);
-        let err = resolve_ref(&repo.file_url(), &repo.first[..8]).await.unwrap_err();
-        assert!(err.message.contains("full 40-character sha"), "{}", err.message);
+        let err = resolve_ref(&repo.file_url(), &repo.first[..8])
+            .await
+            .unwrap_err();
+        assert!(
+            err.message.contains("full 40-character sha"),
+            "{}",
+            err.message
+        );
     }
 
     #[tokio::test]
     async fn resolve_ref_says_when_the_repository_does_not_exist() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");
-        let err = resolve_ref(missing.to_str().unwrap(), "main").await.unwrap_err();
+        let err = resolve_ref(missing.to_str().unwrap(), "main")
+            .await
+            .unwrap_err();
         assert_eq!(err.class, ErrorClass::CloneError);
-        assert!(err.message.contains("repository not found"), "{}", err.message);
-        assert!(err.message.contains(missing.to_str().unwrap()), "{}", err.message);
+        assert!(
+            err.message.contains("repository not found"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.message.contains(missing.to_str().unwrap()),
+            "{}",
+            err.message
+        );
     }
 
     #[tokio::test]
     async fn resolve_ref_rejects_refs_that_look_like_options() {
         let repo = make_repo();
-        let err = resolve_ref(&repo.url(), "--upload-pack=touch /tmp/x").await.unwrap_err();
+        let err = resolve_ref(&repo.url(), "--upload-pack=touch /tmp/x")
+            .await
+            .unwrap_err();
         assert_eq!(err.class, ErrorClass::CloneError);
         assert!(err.message.contains("starts with `-`"), "{}", err.message);
     }
@@ -1289,10 +1591,20 @@ mod tests {
         // Port 1 on localhost refuses the connection at once.
         let url = "https://someone:hunter2@127.0.0.1:1/org/repo.git";
         let err = resolve_ref(url, "main").await.unwrap_err();
-        assert!(!err.message.contains("hunter2") && !err.message.contains("someone"), "{}", err.message);
-        assert!(err.message.contains("https://127.0.0.1:1/org/repo.git"), "{}", err.message);
+        assert!(
+            !err.message.contains("hunter2") && !err.message.contains("someone"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.message.contains("https://127.0.0.1:1/org/repo.git"),
+            "{}",
+            err.message
+        );
         let dir = tempfile::tempdir().unwrap();
-        let err = checkout(url, &"a".repeat(40), &dir.path().join("x")).await.unwrap_err();
+        let err = checkout(url, &"a".repeat(40), &dir.path().join("x"))
+            .await
+            .unwrap_err();
         assert!(!err.message.contains("hunter2"), "{}", err.message);
     }
 
@@ -1301,7 +1613,11 @@ mod tests {
         let git = Git::new(Duration::from_millis(1));
         let repo = make_repo();
         let err = git.resolve_ref(&repo.url(), "main").await.unwrap_err();
-        assert!(err.message.contains("did not finish within"), "{}", err.message);
+        assert!(
+            err.message.contains("did not finish within"),
+            "{}",
+            err.message
+        );
     }
 
     #[tokio::test]
@@ -1310,14 +1626,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("src");
         let co = checkout(&repo.url(), &repo.first, &dest).await.unwrap();
-        assert_eq!(co, Checkout { dir: dest.clone(), sha: repo.first.clone() });
-        assert_eq!(std::fs::read_to_string(dest.join("api/src/lib.txt")).unwrap(), "v1\n");
+        assert_eq!(
+            co,
+            Checkout {
+                dir: dest.clone(),
+                sha: repo.first.clone()
+            }
+        );
+        assert_eq!(
+            std::fs::read_to_string(dest.join("api/src/lib.txt")).unwrap(),
+            "v1\n"
+        );
         assert_eq!(git(&dest, &["rev-parse", "HEAD"]), repo.first);
         // Detached: no branch checked out.
         assert_eq!(git(&dest, &["rev-parse", "--abbrev-ref", "HEAD"]), "HEAD");
-        let mode = std::fs::metadata(dest.join("api/main.sh")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dest.join("api/main.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_ne!(mode & 0o111, 0);
-        assert!(std::fs::symlink_metadata(dest.join("api/link.txt")).unwrap().file_type().is_symlink());
+        assert!(std::fs::symlink_metadata(dest.join("api/link.txt"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 
     #[tokio::test]
@@ -1327,8 +1658,13 @@ mod tests {
         let empty = dir.path().join("empty");
         std::fs::create_dir(&empty).unwrap();
         checkout(&repo.url(), &repo.second, &empty).await.unwrap();
-        assert_eq!(std::fs::read_to_string(empty.join("api/src/lib.txt")).unwrap(), "v2\n");
-        let err = checkout(&repo.url(), &repo.second, &empty).await.unwrap_err();
+        assert_eq!(
+            std::fs::read_to_string(empty.join("api/src/lib.txt")).unwrap(),
+            "v2\n"
+        );
+        let err = checkout(&repo.url(), &repo.second, &empty)
+            .await
+            .unwrap_err();
         assert!(err.message.contains("is not empty"), "{}", err.message);
     }
 
@@ -1337,11 +1673,19 @@ mod tests {
         let repo = make_repo();
         // Make the feature commit unreachable from any ref the clone copies.
         git(&repo.path, &["branch", "--quiet", "-D", "feature"]);
-        git(&repo.path, &["update-ref", "refs/keep/feature", &repo.feature]);
+        git(
+            &repo.path,
+            &["update-ref", "refs/keep/feature", &repo.feature],
+        );
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("src");
-        checkout(&repo.file_url(), &repo.feature, &dest).await.unwrap();
-        assert_eq!(std::fs::read_to_string(dest.join("api/src/lib.txt")).unwrap(), "feature\n");
+        checkout(&repo.file_url(), &repo.feature, &dest)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dest.join("api/src/lib.txt")).unwrap(),
+            "feature\n"
+        );
     }
 
     #[tokio::test]
@@ -1349,10 +1693,18 @@ mod tests {
         let repo = make_repo();
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("src");
-        let co = checkout(&repo.file_url(), &repo.feature, &dest).await.unwrap();
+        let co = checkout(&repo.file_url(), &repo.feature, &dest)
+            .await
+            .unwrap();
         assert_eq!(co.sha, repo.feature);
-        assert_eq!(std::fs::read_to_string(dest.join("api/src/lib.txt")).unwrap(), "feature\n");
-        assert_eq!(git(&dest, &["remote", "get-url", "origin"]), repo.file_url());
+        assert_eq!(
+            std::fs::read_to_string(dest.join("api/src/lib.txt")).unwrap(),
+            "feature\n"
+        );
+        assert_eq!(
+            git(&dest, &["remote", "get-url", "origin"]),
+            repo.file_url()
+        );
     }
 
     #[tokio::test]
@@ -1371,7 +1723,13 @@ mod tests {
     async fn checkout_of_a_missing_repository_says_repository_not_found() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");
-        let err = checkout(missing.to_str().unwrap(), &"a".repeat(40), &dir.path().join("src")).await.unwrap_err();
+        let err = checkout(
+            missing.to_str().unwrap(),
+            &"a".repeat(40),
+            &dir.path().join("src"),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.class, ErrorClass::CloneError);
         assert_eq!(
             err.message,
@@ -1386,43 +1744,104 @@ mod tests {
     async fn checkout_requires_a_full_sha() {
         let repo = make_repo();
         let dir = tempfile::tempdir().unwrap();
-        let err = checkout(&repo.url(), "main", &dir.path().join("x")).await.unwrap_err();
-        assert!(err.message.contains("not a full commit sha"), "{}", err.message);
+        let err = checkout(&repo.url(), "main", &dir.path().join("x"))
+            .await
+            .unwrap_err();
+        assert!(
+            err.message.contains("not a full commit sha"),
+            "{}",
+            err.message
+        );
     }
 
     #[tokio::test]
     async fn read_file_at_reads_a_file_at_a_commit_in_a_local_repository() {
         let repo = make_repo();
-        let manifest = read_file_at(&repo.url(), &repo.first, slipway_model::manifest::MANIFEST_PATH).await.unwrap();
-        assert_eq!(manifest.as_deref(), Some("services:\n  api:\n    build: ./api\n"));
-        assert_eq!(read_file_at(&repo.url(), &repo.first, "api/src/lib.txt").await.unwrap().as_deref(), Some("v1\n"));
-        assert_eq!(read_file_at(&repo.url(), &repo.second, "./api//src/lib.txt").await.unwrap().as_deref(), Some("v2\n"));
+        let manifest = read_file_at(
+            &repo.url(),
+            &repo.first,
+            slipway_model::manifest::MANIFEST_PATH,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            manifest.as_deref(),
+            Some("services:\n  api:\n    build: ./api\n")
+        );
+        assert_eq!(
+            read_file_at(&repo.url(), &repo.first, "api/src/lib.txt")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("v1\n")
+        );
+        assert_eq!(
+            read_file_at(&repo.url(), &repo.second, "./api//src/lib.txt")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("v2\n")
+        );
     }
 
     #[tokio::test]
     async fn read_file_at_returns_none_for_missing_files_and_directories() {
         let repo = make_repo();
-        assert_eq!(read_file_at(&repo.url(), &repo.first, "nope.yaml").await.unwrap(), None);
-        assert_eq!(read_file_at(&repo.url(), &repo.first, "api/src").await.unwrap(), None);
-        assert_eq!(read_file_at(&repo.url(), &repo.first, ".").await.unwrap(), None);
-        assert_eq!(read_file_at(&repo.url(), &repo.first, "api/*.md").await.unwrap(), None);
+        assert_eq!(
+            read_file_at(&repo.url(), &repo.first, "nope.yaml")
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            read_file_at(&repo.url(), &repo.first, "api/src")
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            read_file_at(&repo.url(), &repo.first, ".").await.unwrap(),
+            None
+        );
+        assert_eq!(
+            read_file_at(&repo.url(), &repo.first, "api/*.md")
+                .await
+                .unwrap(),
+            None
+        );
     }
 
     #[tokio::test]
     async fn read_file_at_follows_symbolic_links_inside_the_repository_only() {
         let repo = make_repo();
-        assert_eq!(read_file_at(&repo.url(), &repo.first, "api/link.txt").await.unwrap().as_deref(), Some("v1\n"));
         assert_eq!(
-            read_file_at(&repo.url(), &repo.first, ".slipway/Dockerfile-link").await.unwrap().as_deref(),
+            read_file_at(&repo.url(), &repo.first, "api/link.txt")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("v1\n")
+        );
+        assert_eq!(
+            read_file_at(&repo.url(), &repo.first, ".slipway/Dockerfile-link")
+                .await
+                .unwrap()
+                .as_deref(),
             Some("FROM scratch\nCOPY . /app\n")
         );
-        assert_eq!(read_file_at(&repo.url(), &repo.first, "outside").await.unwrap(), None);
+        assert_eq!(
+            read_file_at(&repo.url(), &repo.first, "outside")
+                .await
+                .unwrap(),
+            None
+        );
     }
 
     #[tokio::test]
     async fn read_file_at_rejects_paths_outside_the_repository() {
         let repo = make_repo();
-        let err = read_file_at(&repo.url(), &repo.first, "../secret").await.unwrap_err();
+        let err = read_file_at(&repo.url(), &repo.first, "../secret")
+            .await
+            .unwrap_err();
         assert!(err.message.contains("stay inside"), "{}", err.message);
     }
 
@@ -1432,7 +1851,9 @@ mod tests {
         let missing = "0123456789abcdef0123456789abcdef01234567";
         let err = read_file_at(&repo.url(), missing, "a").await.unwrap_err();
         assert!(err.message.contains(missing), "{}", err.message);
-        let err = read_file_at(&repo.file_url(), missing, "a").await.unwrap_err();
+        let err = read_file_at(&repo.file_url(), missing, "a")
+            .await
+            .unwrap_err();
         assert!(err.message.contains(missing), "{}", err.message);
     }
 
@@ -1440,9 +1861,16 @@ mod tests {
     async fn read_file_at_reads_through_a_file_url_and_leaves_no_temporary_repository() {
         let repo = make_repo();
         let before = count_temp_repos();
-        let content = read_file_at(&repo.file_url(), &repo.feature, "api/src/lib.txt").await.unwrap();
+        let content = read_file_at(&repo.file_url(), &repo.feature, "api/src/lib.txt")
+            .await
+            .unwrap();
         assert_eq!(content.as_deref(), Some("feature\n"));
-        assert_eq!(read_file_at(&repo.file_url(), &repo.feature, "missing").await.unwrap(), None);
+        assert_eq!(
+            read_file_at(&repo.file_url(), &repo.feature, "missing")
+                .await
+                .unwrap(),
+            None
+        );
         // Other tests may be running at the same time; ours were removed.
         assert!(count_temp_repos() <= before + 2);
     }
@@ -1460,7 +1888,9 @@ mod tests {
     async fn fs_repo_view_sees_files_and_directories_of_a_checkout() {
         let repo = make_repo();
         let dir = tempfile::tempdir().unwrap();
-        let co = checkout(&repo.url(), &repo.first, &dir.path().join("src")).await.unwrap();
+        let co = checkout(&repo.url(), &repo.first, &dir.path().join("src"))
+            .await
+            .unwrap();
         let view = co.repo_view();
         assert!(view.is_dir("."));
         assert!(view.is_dir("api"));
@@ -1473,25 +1903,35 @@ mod tests {
         assert!(!view.is_dir("../src"));
         assert!(!view.is_dir("/"));
         assert!(!view.is_file("/etc/passwd"));
-        assert!(!view.is_file("outside"), "a link to /etc/passwd escapes the checkout");
+        assert!(
+            !view.is_file("outside"),
+            "a link to /etc/passwd escapes the checkout"
+        );
     }
 
     #[tokio::test]
     async fn manifest_paths_are_checked_against_a_checkout() {
         let repo = make_repo();
         let dir = tempfile::tempdir().unwrap();
-        let co = checkout(&repo.url(), &repo.first, &dir.path().join("src")).await.unwrap();
+        let co = checkout(&repo.url(), &repo.first, &dir.path().join("src"))
+            .await
+            .unwrap();
         let good = slipway_model::manifest::parse("services:\n  api:\n    build: ./api\n").unwrap();
         assert!(slipway_model::manifest::check_paths(&good, &co.repo_view()).is_empty());
         let bad = slipway_model::manifest::parse("services:\n  web:\n    build: ./web\n").unwrap();
-        assert_eq!(slipway_model::manifest::check_paths(&bad, &co.repo_view()).len(), 1);
+        assert_eq!(
+            slipway_model::manifest::check_paths(&bad, &co.repo_view()).len(),
+            1
+        );
     }
 
     #[tokio::test]
     async fn context_tar_honours_dockerignore_and_keeps_modes_and_links() {
         let repo = make_repo();
         let dir = tempfile::tempdir().unwrap();
-        let co = checkout(&repo.url(), &repo.first, &dir.path().join("src")).await.unwrap();
+        let co = checkout(&repo.url(), &repo.first, &dir.path().join("src"))
+            .await
+            .unwrap();
         let (tar, stats) = context_tar(&co.dir.join("api")).unwrap();
         let entries = tar_entries(&tar);
         let names: Vec<&str> = entries.keys().map(String::as_str).collect();
@@ -1518,10 +1958,17 @@ mod tests {
         assert_eq!(entries["link.txt"].2, "src/lib.txt");
         assert_eq!(entries["src/lib.txt"].2, "v1\n");
         assert_eq!(stats.files, 7);
-        let expected_bytes: u64 = ["Dockerfile", ".dockerignore", "README.md", "main.sh", "node_modules/keep.txt", "src/lib.txt"]
-            .iter()
-            .map(|f| std::fs::metadata(co.dir.join("api").join(f)).unwrap().len())
-            .sum();
+        let expected_bytes: u64 = [
+            "Dockerfile",
+            ".dockerignore",
+            "README.md",
+            "main.sh",
+            "node_modules/keep.txt",
+            "src/lib.txt",
+        ]
+        .iter()
+        .map(|f| std::fs::metadata(co.dir.join("api").join(f)).unwrap().len())
+        .sum();
         assert_eq!(stats.bytes, expected_bytes);
         // NOTES.md, debug.log, node_modules/dep (whole).
         assert_eq!(stats.ignored, 3);
@@ -1531,16 +1978,29 @@ mod tests {
     async fn context_tar_is_byte_identical_for_the_same_tree() {
         let repo = make_repo();
         let dir = tempfile::tempdir().unwrap();
-        let a = checkout(&repo.url(), &repo.first, &dir.path().join("a")).await.unwrap();
+        let a = checkout(&repo.url(), &repo.first, &dir.path().join("a"))
+            .await
+            .unwrap();
         std::thread::sleep(Duration::from_millis(1100));
-        let b = checkout(&repo.file_url(), &repo.first, &dir.path().join("b")).await.unwrap();
+        let b = checkout(&repo.file_url(), &repo.first, &dir.path().join("b"))
+            .await
+            .unwrap();
         let (tar_a, stats_a) = context_tar(&a.dir).unwrap();
         let (tar_b, stats_b) = context_tar(&b.dir).unwrap();
         assert_eq!(stats_a, stats_b);
-        assert!(tar_a == tar_b, "two checkouts of one commit must give the same tar");
+        assert!(
+            tar_a == tar_b,
+            "two checkouts of one commit must give the same tar"
+        );
         let (again, _) = context_tar(&a.dir).unwrap();
         assert_eq!(tar_a, again);
-        let (other, _) = context_tar(&checkout(&repo.url(), &repo.second, &dir.path().join("c")).await.unwrap().dir).unwrap();
+        let (other, _) = context_tar(
+            &checkout(&repo.url(), &repo.second, &dir.path().join("c"))
+                .await
+                .unwrap()
+                .dir,
+        )
+        .unwrap();
         assert_ne!(tar_a, other);
     }
 
@@ -1548,10 +2008,14 @@ mod tests {
     async fn context_tar_of_the_repository_root_leaves_out_git() {
         let repo = make_repo();
         let dir = tempfile::tempdir().unwrap();
-        let co = checkout(&repo.url(), &repo.first, &dir.path().join("src")).await.unwrap();
+        let co = checkout(&repo.url(), &repo.first, &dir.path().join("src"))
+            .await
+            .unwrap();
         let (tar, stats) = context_tar(&co.dir).unwrap();
         let entries = tar_entries(&tar);
-        assert!(!entries.keys().any(|k| k == ".git" || k.starts_with(".git/")));
+        assert!(!entries
+            .keys()
+            .any(|k| k == ".git" || k.starts_with(".git/")));
         assert!(entries.contains_key(".slipway/manifest.yaml"));
         // The root has no .dockerignore: only .git is left out.
         assert_eq!(stats.ignored, 1);
@@ -1574,7 +2038,10 @@ mod tests {
         assert_eq!(stats.ignored, 2);
         let (tar, stats) = context_tar_with_dockerfile(ctx, "./docker/prod.Dockerfile").unwrap();
         let names: Vec<String> = tar_entries(&tar).into_keys().collect();
-        assert_eq!(names, vec![".dockerignore", "docker", "docker/prod.Dockerfile"]);
+        assert_eq!(
+            names,
+            vec![".dockerignore", "docker", "docker/prod.Dockerfile"]
+        );
         // Dockerfile, app.txt, docker/other.
         assert_eq!(stats.ignored, 3);
     }

@@ -1,0 +1,414 @@
+//! Builds end to end on the real Docker engine's BuildKit and a real registry
+//! (`cargo xtask test` starts both and sets SLIPWAY_REGISTRY), with a fresh
+//! database per test.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use slipway_engine::build::buildkit::BuildKitBackend;
+use slipway_engine::build::create::create_build;
+use slipway_engine::build::logs::MASK;
+use slipway_engine::build::registry::{remote_digest, RegistryTarget};
+use slipway_engine::build::runner::{Runner, RunnerConfig};
+use slipway_engine::embedded::{ensure_base_image, BASE_IMAGE};
+use slipway_engine::secrets::{MasterKey, SecretBox};
+use slipway_engine::Store;
+use slipway_model::build::{BuildDetail, NewBuild};
+use slipway_model::project::{NewProject, Project};
+use slipway_model::status::BuildRunStatus;
+use slipway_model::{AppError, ErrorCode};
+use sqlx::PgPool;
+
+fn registry() -> String {
+    std::env::var("SLIPWAY_REGISTRY").expect("SLIPWAY_REGISTRY names the test registry (run the tests with `cargo xtask test`)")
+}
+
+async fn docker() -> Docker {
+    let docker = Docker::connect_with_local_defaults().expect("a Docker engine (cargo xtask test starts one)");
+    ensure_base_image(&docker).await.expect("base image");
+    docker
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A git repository holding `files`, committed on `main`.
+fn repo(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    for (path, content) in files {
+        let full = dir.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, content).unwrap();
+    }
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-q", "-m", "fixture"]);
+    dir
+}
+
+fn two_services() -> Vec<(&'static str, String)> {
+    vec![
+        (".slipway/manifest.yaml", "services:\n  api:\n    build:\n      context: api\n  web:\n    build: web\n".to_string()),
+        ("api/Dockerfile", format!("FROM {BASE_IMAGE}\nCOPY . /app\nRUN echo api-step-output && ls /app\n")),
+        ("api/main.sh", "echo hi\n".to_string()),
+        ("api/.dockerignore", "secret.txt\n".to_string()),
+        ("api/secret.txt", "must not be in the context\n".to_string()),
+        ("web/Dockerfile", "FROM scratch\nCOPY index.html /index.html\n".to_string()),
+        ("web/index.html", "<h1>web</h1>\n".to_string()),
+    ]
+}
+
+struct Fixture {
+    store: Store,
+    runner: Runner,
+    project: Project,
+    _repo: tempfile::TempDir,
+    _work: tempfile::TempDir,
+}
+
+async fn fixture(pool: PgPool, files: &[(&str, String)], tweak: impl FnOnce(&mut RunnerConfig)) -> Fixture {
+    let store = Store::from_pool(pool);
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
+    let repo = repo(&files);
+    let name = format!("t{}", &slipway_model::id::new_id("x")[2..14]);
+    let project = store
+        .create_project(&NewProject { name, repo_url: repo.path().display().to_string(), ..Default::default() }, None)
+        .await
+        .unwrap();
+    let docker = docker().await;
+    let work = tempfile::tempdir().unwrap();
+    let mut config = RunnerConfig::new(work.path().to_path_buf(), Some(registry()));
+    config.lease = Duration::from_secs(5);
+    config.heartbeat = Duration::from_millis(200);
+    tweak(&mut config);
+    let secrets = Arc::new(SecretBox::new(MasterKey::from_bytes([7; 32])));
+    let runner = Runner::new(store.clone(), docker.clone(), Arc::new(BuildKitBackend::new(docker)), Some(secrets), config);
+    Fixture { store, runner, project, _repo: repo, _work: work }
+}
+
+impl Fixture {
+    async fn create(&self, f: impl FnOnce(&mut NewBuild)) -> BuildDetail {
+        let mut input = NewBuild { project: self.project.slug.clone(), run: true, ..Default::default() };
+        f(&mut input);
+        create_build(&self.store, &input, None).await.unwrap()
+    }
+
+    async fn build_once(&self, f: impl FnOnce(&mut NewBuild)) -> BuildDetail {
+        let d = self.create(f).await;
+        self.runner.run_once().await.unwrap().expect("a queued run");
+        self.store.get_build(&d.spec.id).await.unwrap()
+    }
+
+    async fn log_text(&self, run_id: &str) -> String {
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT line FROM build_logs WHERE run_id = $1 ORDER BY seq")
+            .bind(run_id)
+            .fetch_all(self.store.pool())
+            .await
+            .unwrap();
+        rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("\n")
+    }
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn multi_service_build_records_the_registry_digests(pool: PgPool) {
+    let fx = fixture(pool, &two_services(), |_| {}).await;
+    let d = fx.build_once(|_| {}).await;
+    let run = &d.runs[0];
+    assert_eq!(run.status, BuildRunStatus::Completed, "{:?}", run.error_message);
+    assert_eq!(run.backend.as_deref(), Some("buildkit"));
+    assert_eq!(d.artifacts.len(), 2);
+    let host = registry();
+    for a in &d.artifacts {
+        let tag = format!("sha-{}", &d.spec.git_sha[..12]);
+        assert_eq!(a.image_ref, format!("{host}/{}/{}:{tag}", fx.project.slug, a.service_name));
+        let name = format!("{}/{}", fx.project.slug, a.service_name);
+        let remote = remote_digest(&host, &name, &tag, &RegistryTarget::new(host.clone())).await.unwrap();
+        assert_eq!(remote.as_deref(), Some(a.digest.as_str()), "artifact digest must be the registry's");
+        assert_eq!(a.platforms, ["linux/amd64"]);
+    }
+    let log = fx.log_text(&run.id).await;
+    for phase_marker in ["cloning", "checked out", "context `api`", "api-step-output", "pushed", "artifact api"] {
+        assert!(log.contains(phase_marker), "log lacks `{phase_marker}`:\n{log}");
+    }
+    assert!(log.contains("1 ignored by .dockerignore"), "{log}");
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn failing_run_step_fails_the_run_naming_the_step(pool: PgPool) {
+    let files = vec![
+        (".slipway/manifest.yaml", "services:\n  api:\n    build: api\n".to_string()),
+        ("api/Dockerfile", format!("FROM {BASE_IMAGE}\nRUN echo before-the-failure\nRUN exit 3\n")),
+    ];
+    let fx = fixture(pool, &files, |_| {}).await;
+    let d = fx.build_once(|_| {}).await;
+    let run = &d.runs[0];
+    assert_eq!(run.status, BuildRunStatus::Failed);
+    assert_eq!(run.error_code.as_deref(), Some("build_error"));
+    assert!(run.failed_step.as_deref().unwrap_or_default().contains("RUN exit 3"), "{:?}", run.failed_step);
+    assert!(d.artifacts.is_empty());
+    assert!(fx.log_text(&run.id).await.contains("before-the-failure"));
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn missing_dockerfile_is_a_zero_artifact_failure_with_guidance(pool: PgPool) {
+    let files = vec![
+        (".slipway/manifest.yaml", "services:\n  api:\n    build: api\n  worker:\n    build:\n      context: worker\n".to_string()),
+        ("api/Dockerfile", "FROM scratch\nCOPY . /\n".to_string()),
+        ("worker/README.md", "no Dockerfile here\n".to_string()),
+    ];
+    let fx = fixture(pool, &files, |_| {}).await;
+    let d = fx.build_once(|_| {}).await;
+    let run = &d.runs[0];
+    assert_eq!(run.status, BuildRunStatus::Failed);
+    let msg = run.error_message.clone().unwrap_or_default();
+    assert!(msg.contains("services.worker.build.dockerfile"), "{msg}");
+    assert!(msg.contains("worker/Dockerfile"), "{msg}");
+    assert!(d.artifacts.is_empty(), "no partial artifacts");
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn matching_build_reuses_artifacts_and_force_rebuild_builds_again(pool: PgPool) {
+    let fx = fixture(pool, &two_services(), |_| {}).await;
+    let first = fx.build_once(|_| {}).await;
+    assert_eq!(first.runs[0].status, BuildRunStatus::Completed);
+
+    let second = fx.build_once(|_| {}).await;
+    let run = &second.runs[0];
+    assert_eq!(run.status, BuildRunStatus::Completed);
+    assert_eq!(run.reused_from_run_id.as_deref(), Some(first.runs[0].id.as_str()));
+    let digests = |d: &BuildDetail| d.artifacts.iter().map(|a| a.digest.clone()).collect::<Vec<_>>();
+    assert_eq!(digests(&second), digests(&first));
+    assert!(fx.log_text(&run.id).await.contains(&format!("reusing 2 artifact(s) of run {}", first.runs[0].id)));
+
+    let forced = fx.build_once(|b| b.force_rebuild = true).await;
+    assert_eq!(forced.runs[0].status, BuildRunStatus::Completed);
+    assert_eq!(forced.runs[0].reused_from_run_id, None);
+    assert!(fx.log_text(&forced.runs[0].id).await.contains("api-step-output"));
+
+    // Other services requested: no reuse either.
+    let only_web = fx.build_once(|b| b.services = Some(vec!["web".into()])).await;
+    assert_eq!(only_web.runs[0].reused_from_run_id, None);
+    assert_eq!(only_web.artifacts.len(), 1);
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn reuse_can_be_switched_off_globally(pool: PgPool) {
+    let fx = fixture(pool, &two_services(), |c| c.reuse = false).await;
+    fx.build_once(|_| {}).await;
+    let second = fx.build_once(|_| {}).await;
+    assert_eq!(second.runs[0].status, BuildRunStatus::Completed);
+    assert_eq!(second.runs[0].reused_from_run_id, None);
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn cancelling_a_long_run_step_stops_it_promptly(pool: PgPool) {
+    let files = vec![
+        (".slipway/manifest.yaml", "services:\n  slow:\n    build: slow\n".to_string()),
+        ("slow/Dockerfile", format!("FROM {BASE_IMAGE}\nRUN echo started-sleeping && sleep 60\n")),
+    ];
+    let fx = Arc::new(fixture(pool, &files, |_| {}).await);
+    let d = fx.create(|b| b.force_rebuild = true).await;
+    let build_id = d.spec.id.clone();
+    let worker = {
+        let fx = fx.clone();
+        tokio::spawn(async move { fx.runner.run_once().await.unwrap() })
+    };
+    // Wait until the RUN step is running.
+    let run_id = d.runs[0].id.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !fx.log_text(&run_id).await.contains("started-sleeping") {
+        assert!(Instant::now() < deadline, "the RUN step never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let asked = Instant::now();
+    fx.store.request_cancel(&build_id).await.unwrap();
+    worker.await.unwrap();
+    let stopped_after = asked.elapsed();
+    let run = fx.store.get_run(&run_id).await.unwrap();
+    assert_eq!(run.status, BuildRunStatus::Cancelled);
+    assert!(stopped_after < Duration::from_secs(5), "took {stopped_after:?}");
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_run_over_its_timeout_fails_as_timeout_error(pool: PgPool) {
+    let files = vec![
+        (".slipway/manifest.yaml", "services:\n  slow:\n    build: slow\n".to_string()),
+        ("slow/Dockerfile", format!("FROM {BASE_IMAGE}\nRUN sleep 30\n")),
+    ];
+    let fx = fixture(pool, &files, |_| {}).await;
+    let d = fx.build_once(|b| b.timeout_seconds = Some(2)).await;
+    assert_eq!(d.runs[0].status, BuildRunStatus::Failed);
+    assert_eq!(d.runs[0].error_code.as_deref(), Some("timeout_error"));
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn two_workers_never_claim_the_same_run(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    let fx_repo = repo(&[(".slipway/manifest.yaml", "services:\n  a:\n    build: a\n"), ("a/Dockerfile", "FROM scratch\n")]);
+    let project = store
+        .create_project(&NewProject { name: "claims".into(), repo_url: fx_repo.path().display().to_string(), ..Default::default() }, None)
+        .await
+        .unwrap();
+    // 30 specs, each with a pending run (same commit; distinct idempotency keys).
+    for i in 0..30 {
+        let input = NewBuild {
+            project: project.slug.clone(),
+            idempotency_key: Some(format!("k{i}")),
+            services: Some(vec!["a".into()]),
+            build_args: vec![format!("N={i}")],
+            run: true,
+            ..Default::default()
+        };
+        create_build(&store, &input, None).await.unwrap();
+    }
+    let claim_all = |worker: &'static str| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(c) = store.claim_run(worker, Duration::from_secs(60), "buildkit").await.unwrap() {
+                mine.push(c.run.id);
+            }
+            mine
+        })
+    };
+    let (a, b) = tokio::join!(claim_all("worker-a"), claim_all("worker-b"));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.len() + b.len(), 30);
+    let mut all: Vec<_> = a.iter().chain(b.iter()).cloned().collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 30, "a run was claimed twice");
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_run_whose_worker_died_is_picked_up_again(pool: PgPool) {
+    let fx = fixture(pool, &two_services(), |_| {}).await;
+    let d = fx.create(|_| {}).await;
+    // A worker claims the run with a one-second lease and dies without a heartbeat.
+    let dead = fx.store.claim_run("dead-worker", Duration::from_secs(1), "buildkit").await.unwrap().unwrap();
+    assert_eq!(dead.run.status, BuildRunStatus::Building);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (requeued, failed) = fx.store.reap_expired_runs(3).await.unwrap();
+    assert_eq!((requeued, failed), (1, 0));
+    // A live worker takes it over and completes it.
+    fx.runner.run_once().await.unwrap().expect("the requeued run");
+    let run = fx.store.get_run(&d.runs[0].id).await.unwrap();
+    assert_eq!(run.status, BuildRunStatus::Completed, "{:?}", run.error_message);
+    assert_eq!(run.attempt, 2);
+    // The dead worker cannot record anything any more.
+    let late = fx
+        .store
+        .finish_run(&run.id, "dead-worker", &slipway_engine::store::RunOutcome::Cancelled { message: "late".into() })
+        .await
+        .unwrap();
+    assert!(!late);
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_run_out_of_attempts_fails_with_a_clear_error(pool: PgPool) {
+    let fx = fixture(pool, &two_services(), |_| {}).await;
+    let d = fx.create(|_| {}).await;
+    fx.store.claim_run("dead-worker", Duration::from_millis(200), "buildkit").await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (requeued, failed) = fx.store.reap_expired_runs(1).await.unwrap();
+    assert_eq!((requeued, failed), (0, 1));
+    let run = fx.store.get_run(&d.runs[0].id).await.unwrap();
+    assert_eq!(run.status, BuildRunStatus::Failed);
+    assert!(run.error_message.unwrap().contains("stopped renewing the lease"));
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn build_auth_and_secret_values_never_reach_the_stored_log(pool: PgPool) {
+    let host = registry();
+    let manifest = format!(
+        "registry:\n  host: {host}\n  namespace: byo\n  auth:\n    username_secret: REG_USER\n    token_secret: REG_TOKEN\nservices:\n  api:\n    build: api\n"
+    );
+    let files = vec![
+        (".slipway/manifest.yaml", manifest),
+        (
+            "api/Dockerfile",
+            format!("FROM {BASE_IMAGE}\nARG BUILD_AUTH\nARG BUILD_APP\nRUN echo \"auth=$BUILD_AUTH app=$BUILD_APP\"\n"),
+        ),
+    ];
+    let fx = fixture(pool, &files, |_| {}).await;
+    let sb = SecretBox::new(MasterKey::from_bytes([7; 32]));
+    fx.store.set_secret(&sb, &fx.project.id, None, "REG_USER", "robot-user", None).await.unwrap();
+    fx.store.set_secret(&sb, &fx.project.id, None, "REG_TOKEN", "tok-9f8e7d6c5b4a", None).await.unwrap();
+    let d = fx.build_once(|b| b.build_args = vec!["BUILD_AUTH".into(), "BUILD_APP".into()]).await;
+    let run = &d.runs[0];
+    assert_eq!(run.status, BuildRunStatus::Completed, "{:?}", run.error_message);
+    assert!(d.artifacts[0].image_ref.starts_with(&format!("{host}/byo/api:")));
+    let log = fx.log_text(&run.id).await;
+    assert!(log.contains(&format!("app={}", fx.project.slug)), "{log}");
+    assert!(log.contains(&format!("auth={MASK}")), "BUILD_AUTH must be masked:\n{log}");
+    for secret in ["tok-9f8e7d6c5b4a", "robot-user"] {
+        assert!(!log.contains(secret), "`{secret}` leaked into the log");
+    }
+    let all: Vec<(String,)> = sqlx::query_as("SELECT line FROM build_logs").fetch_all(fx.store.pool()).await.unwrap();
+    assert!(all.iter().all(|(l,)| !l.contains("tok-9f8e7d6c5b4a")));
+    let run_json = serde_json::to_string(&fx.store.get_build(&d.spec.id).await.unwrap()).unwrap();
+    assert!(!run_json.contains("tok-9f8e7d6c5b4a"));
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn registry_none_records_local_artifacts_without_pushing(pool: PgPool) {
+    let files = vec![
+        (".slipway/manifest.yaml", "registry: none\nservices:\n  web:\n    build: web\n".to_string()),
+        ("web/Dockerfile", "FROM scratch\nCOPY index.html /\n".to_string()),
+        ("web/index.html", "x\n".to_string()),
+    ];
+    let fx = fixture(pool, &files, |_| {}).await;
+    let d = fx.build_once(|b| b.development = true).await;
+    assert_eq!(d.runs[0].status, BuildRunStatus::Completed, "{:?}", d.runs[0].error_message);
+    let a = &d.artifacts[0];
+    assert_eq!(a.image_ref, format!("{}/web:local", fx.project.slug));
+    assert!(a.digest.starts_with("sha256:"));
+    assert!(fx.log_text(&d.runs[0].id).await.contains("not pushed"));
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn bad_build_requests_name_the_field(pool: PgPool) {
+    let fx = fixture(pool, &two_services(), |_| {}).await;
+    let err = |r: slipway_engine::Result<BuildDetail>| -> AppError { r.unwrap_err().into() };
+    let base = || NewBuild { project: fx.project.slug.clone(), ..Default::default() };
+
+    let e = err(create_build(&fx.store, &NewBuild { project: "nope".into(), ..base() }, None).await);
+    assert_eq!(e.code, ErrorCode::NotFound);
+
+    let e = err(create_build(&fx.store, &NewBuild { git_ref: Some("no-such-branch".into()), ..base() }, None).await);
+    assert_eq!((e.code, e.problems[0].field.as_str()), (ErrorCode::InvalidInput, "ref"));
+
+    let e = err(create_build(&fx.store, &NewBuild { git_ref: Some("A".repeat(40)), ..base() }, None).await);
+    assert_eq!(e.problems[0].field, "ref");
+
+    let e = err(create_build(&fx.store, &NewBuild { services: Some(vec!["api".into(), "ghost".into()]), ..base() }, None).await);
+    assert_eq!(e.problems[0].field, "services[1]");
+    assert!(e.message.contains("api, web"), "{}", e.message);
+
+    let wrong = "0".repeat(64);
+    let e = err(create_build(&fx.store, &NewBuild { manifest_hash: Some(wrong.clone()), ..base() }, None).await);
+    assert_eq!(e.problems[0].field, "manifest_hash");
+    assert!(e.message.contains(&wrong) && e.message.contains("manifest has"), "shows both hashes: {}", e.message);
+
+    let e = err(create_build(&fx.store, &NewBuild { build_args: vec!["NOT_MANAGED".into()], ..base() }, None).await);
+    assert_eq!(e.problems[0].field, "build_args[0]");
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn same_idempotency_key_returns_the_same_build(pool: PgPool) {
+    let fx = fixture(pool, &two_services(), |_| {}).await;
+    let a = fx.create(|b| b.idempotency_key = Some("deploy-42".into())).await;
+    let b = fx.create(|b| b.idempotency_key = Some("deploy-42".into())).await;
+    assert_eq!(a.spec.id, b.spec.id);
+    assert_eq!(b.runs.len(), 1, "no second run queued");
+}
