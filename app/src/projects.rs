@@ -182,6 +182,7 @@ pub fn ProjectPage() -> impl IntoView {
                                 <h1>{p.name.clone()}</h1>
                                 <span class="muted"><code>{p.id.clone()}</code></span>
                             </header>
+                            <ProjectBuilds slug=p.slug.clone()/>
                             <section class="panel">
                                 <dl class="facts">
                                     <dt>"Repository"</dt>
@@ -201,5 +202,35 @@ pub fn ProjectPage() -> impl IntoView {
                 })}
             </ErrorBoundary>
         </Suspense>
+    }
+}
+
+/// The project's recent builds and a form to start one.
+#[component]
+fn ProjectBuilds(slug: String) -> impl IntoView {
+    use crate::builds::{list_builds, BuildTable, CreateBuild, NewBuildForm};
+    use slipway_model::build::BuildListQuery;
+    let create = ServerAction::<CreateBuild>::new();
+    let project = slug.clone();
+    let builds = Resource::new(
+        move || create.version().get(),
+        move |_| {
+            let project = project.clone();
+            async move { list_builds(BuildListQuery { project: Some(project), limit: Some(10), ..Default::default() }).await }
+        },
+    );
+    view! {
+        <NewBuildForm create project=slug/>
+        <section class="panel">
+            <h2>"Recent builds"</h2>
+            <Transition fallback=|| view! { <Loading what="builds"/> }>
+                <ErrorBoundary fallback=error_fallback>
+                    {move || Suspend::new(async move {
+                        let page = builds.await?;
+                        Ok::<_, AppError>(view! { <BuildTable builds=page.items/> })
+                    })}
+                </ErrorBoundary>
+            </Transition>
+        </section>
     }
 }

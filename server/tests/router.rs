@@ -122,3 +122,73 @@ async fn dashboard_pages_render_on_the_server(pool: PgPool) {
     let (status, _) = call(&router, "GET", "/no/such/page", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+fn repo_with_manifest() -> tempfile::TempDir {
+    let dir = git_repo();
+    std::fs::create_dir_all(dir.path().join(".slipway")).unwrap();
+    std::fs::create_dir_all(dir.path().join("api")).unwrap();
+    std::fs::write(dir.path().join(".slipway/manifest.yaml"), "services:\n  api:\n    build: api\n").unwrap();
+    std::fs::write(dir.path().join("api/Dockerfile"), "FROM scratch\n").unwrap();
+    let git = |args: &[&str]| {
+        assert!(std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .status()
+            .unwrap()
+            .success())
+    };
+    git(&["checkout", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "m"]);
+    dir
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn build_endpoints_answer_with_statuses_that_name_the_problem(pool: PgPool) {
+    let router = router(pool).await;
+    let repo = repo_with_manifest();
+    let body = json!({ "input": { "name": "builder", "repo_url": repo.path() } }).to_string();
+    assert_eq!(call(&router, "POST", "/api/projects/create", Some(&body)).await.0, StatusCode::OK);
+
+    // Created but not run: a spec with the manifest hash of the commit.
+    let (status, created) =
+        call(&router, "POST", "/api/builds/create", Some(r#"{"input":{"project":"builder","run":false}}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let created: Value = serde_json::from_str(&created).unwrap();
+    let build_id = created["spec"]["id"].as_str().unwrap().to_string();
+    assert!(build_id.starts_with("bld_"));
+    assert_eq!(created["runs"].as_array().unwrap().len(), 0);
+
+    let (status, body) =
+        call(&router, "POST", "/api/builds/create", Some(r#"{"input":{"project":"builder","services":["nope"]}}"#)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("services[0]"), "{body}");
+
+    let (status, body) = call(&router, "POST", "/api/builds/show", Some(r#"{"build":"not-an-id"}"#)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("\"field\":\"build\""), "{body}");
+
+    let ghost = slipway_model::id::encode("bld", uuid::Uuid::nil());
+    let (status, _) = call(&router, "POST", "/api/builds/show", Some(&json!({ "build": ghost }).to_string())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, body) = call(&router, "POST", "/api/builds/cancel", Some(&json!({ "build": build_id }).to_string())).await;
+    assert_eq!(status, StatusCode::CONFLICT, "nothing to cancel: {body}");
+
+    let (status, run) = call(&router, "POST", "/api/builds/run", Some(&json!({ "build": build_id }).to_string())).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    let (status, body) = call(&router, "POST", "/api/builds/run", Some(&json!({ "build": build_id }).to_string())).await;
+    assert_eq!(status, StatusCode::CONFLICT, "one active run per build: {body}");
+
+    let (status, cancelled) = call(&router, "POST", "/api/builds/cancel", Some(&json!({ "build": build_id }).to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(serde_json::from_str::<Value>(&cancelled).unwrap()["status"], "cancelled");
+
+    let (status, page) = call(&router, "POST", "/api/builds/list", Some(r#"{"query":{"project":"builder"}}"#)).await;
+    assert_eq!(status, StatusCode::OK);
+    let page: Value = serde_json::from_str(&page).unwrap();
+    assert_eq!(page["items"][0]["id"], build_id.as_str());
+    assert_eq!(page["items"][0]["status"], "cancelled");
+}
