@@ -270,6 +270,12 @@ pub fn BuildPage() -> impl IntoView {
         </Transition>
         {move || cancel.value().get().and_then(|r| r.err()).map(|e| view! { <ErrorNotice error=e/> })}
         {move || rerun.value().get().and_then(|r| r.err()).map(|e| view! { <ErrorNotice error=e/> })}
+        // Outside the refreshing part, so the log keeps its lines and its socket.
+        {move || {
+            let build = id();
+            let run = Memo::new(move |_| detail.get().and_then(|r| r.ok()).and_then(|d| d.runs.first().map(|r| r.id.clone())));
+            view! { <crate::logview::LogViewer build_id=build run=run/> }
+        }}
     }
 }
 

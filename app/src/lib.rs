@@ -4,6 +4,7 @@
 
 pub mod builds;
 pub mod components;
+pub mod logview;
 pub mod pages;
 pub mod projects;
 #[cfg(feature = "ssr")]
@@ -54,7 +55,7 @@ pub fn App() -> impl IntoView {
         <Router>
             <div class="layout">
                 <nav class="sidebar" aria-label="Main">
-                    <a class="brand" href="/">"⛵ Slipway"</a>
+                    <a class="brand" href="/"><img src="/favicon.svg" alt="" width="22" height="22"/>"Slipway"</a>
                     <A href="/projects">"Projects"</A>
                     <A href="/builds">"Builds"</A>
                     <A href="/releases">"Releases"</A>

@@ -74,6 +74,14 @@ pub enum BuildCmd {
     Artifacts { build: String },
     /// Cancel a build's active run.
     Cancel { build: String },
+    /// Print a run's log (the newest run unless --run); --follow streams it live.
+    Logs {
+        build: String,
+        #[arg(long)]
+        run: Option<String>,
+        #[arg(long, short)]
+        follow: bool,
+    },
 }
 
 fn git_local(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
@@ -206,6 +214,13 @@ pub fn run(cmd: &BuildCmd, client: &Client, json_out: bool) -> anyhow::Result<()
                 return print_json(&artifacts);
             }
             print_artifacts(&artifacts);
+        }
+        BuildCmd::Logs { build, run, follow } => {
+            if *follow {
+                crate::logs::follow(client, build, run.as_deref())?;
+            } else {
+                crate::logs::print_all(client, build, run.as_deref())?;
+            }
         }
         BuildCmd::Cancel { build } => {
             let r: BuildRun = client.call("builds/cancel", json!({ "build": build }))?;

@@ -17,6 +17,31 @@ impl Client {
         Client { base: server.trim_end_matches('/').to_string(), agent }
     }
 
+    /// `ws://…` or `wss://…` base of the server.
+    pub fn ws_base(&self) -> String {
+        if let Some(rest) = self.base.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else {
+            format!("ws://{}", self.base.trim_start_matches("http://"))
+        }
+    }
+
+    /// GET a JSON resource (`path` starts with `/`).
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        match self.agent.get(&url).set("Accept", "application/json").call() {
+            Ok(resp) => Ok(resp.into_json()?),
+            Err(ureq::Error::Status(code, resp)) => {
+                let text = resp.into_string().unwrap_or_default();
+                match serde_json::from_str::<AppError>(&text) {
+                    Ok(err) => Err(anyhow!(err.message)),
+                    Err(_) => Err(anyhow!("{url} answered {code}: {}", text.trim())),
+                }
+            }
+            Err(e) => Err(anyhow!("cannot reach Slipway at {}: {e} (is it running? start it with `cargo xtask run`, or pass --server)", self.base)),
+        }
+    }
+
     /// Calls a server function and decodes its answer, or its [`AppError`].
     pub fn call<T: DeserializeOwned>(&self, endpoint: &str, body: serde_json::Value) -> anyhow::Result<T> {
         let url = format!("{}/api/{endpoint}", self.base);

@@ -4,6 +4,7 @@
 
 mod builds;
 mod client;
+mod logs;
 mod table;
 
 use std::process::ExitCode;

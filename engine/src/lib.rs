@@ -8,6 +8,7 @@ pub mod embedded;
 pub mod error;
 pub mod build;
 pub mod health;
+pub mod logstream;
 pub mod secrets;
 pub mod store;
 

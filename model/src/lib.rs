@@ -3,9 +3,11 @@
 //! No I/O: this crate compiles to wasm for the dashboard.
 
 pub mod build;
+pub mod diagnose;
 pub mod error;
 pub mod health;
 pub mod id;
+pub mod logs;
 pub mod manifest;
 pub mod project;
 pub mod secret;

@@ -29,6 +29,8 @@ pub struct AppState {
     pub docker_endpoint: String,
     /// `host:port` of the registry, or `None` when pushing is disabled.
     pub registry: Option<String>,
+    /// This process's fan-out of live build logs.
+    pub log_hub: slipway_engine::logstream::LogHub,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -38,6 +40,19 @@ impl FromRef<AppState> for LeptosOptions {
 }
 
 impl AppState {
+    /// A state with the database only: no engine, no registry (tests and tools).
+    /// Must be called inside a tokio runtime (it starts the log hub).
+    pub fn for_tests(leptos: LeptosOptions, store: Store) -> AppState {
+        AppState {
+            leptos,
+            log_hub: slipway_engine::logstream::LogHub::start(store.clone()),
+            store,
+            docker: None,
+            docker_endpoint: "not connected".into(),
+            registry: None,
+        }
+    }
+
     fn context(&self) -> AppContext {
         AppContext { store: self.store.clone() }
     }
@@ -55,6 +70,9 @@ pub fn app(state: AppState) -> Router {
             "/api/{*fn_name}",
             get(server_fn_handler).post(server_fn_handler),
         )
+        .route("/ws/builds/{build}/logs", get(crate::ws::follow_logs))
+        .route("/api/builds/{build}/logs", get(crate::ws::log_page))
+        .route("/builds/{build}/logs.txt", get(crate::ws::log_text))
         .leptos_routes_with_context(&state, routes, move || provide_context(page_ctx.clone()), move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(middleware::from_fn(error_status))

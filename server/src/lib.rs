@@ -4,6 +4,7 @@
 pub mod config;
 mod http;
 mod startup;
+mod ws;
 
 pub use http::{app, AppState};
 pub use startup::{run, run_services};

@@ -173,7 +173,8 @@ async fn serve_inner(
         .site_pkg_dir("pkg")
         .site_addr(serve.addr)
         .build();
-    let state = AppState { leptos, store, docker, docker_endpoint, registry };
+    let log_hub = slipway_engine::logstream::LogHub::start(store.clone());
+    let state = AppState { leptos, store, docker, docker_endpoint, registry, log_hub: log_hub.clone() };
     let router = app(state);
     let listener = tokio::net::TcpListener::from_std(listener)?;
     tracing::info!(url = %format!("http://{}", serve.addr), "Slipway is serving the dashboard");
@@ -182,6 +183,7 @@ async fn serve_inner(
     if let Some(worker) = worker {
         let _ = worker.await;
     }
+    log_hub.shutdown().await;
     Ok(())
 }
 

@@ -16,9 +16,11 @@ async fn router(pool: PgPool) -> Router {
     let leptos = LeptosOptions::builder().output_name("slipway").site_root("target/site").site_pkg_dir("pkg").build();
     let docker = bollard::Docker::connect_with_local_defaults().ok();
     let registry = std::env::var("SLIPWAY_REGISTRY").ok().filter(|r| r != "none");
+    let store = Store::from_pool(pool);
     app(AppState {
         leptos,
-        store: Store::from_pool(pool),
+        log_hub: slipway_engine::logstream::LogHub::start(store.clone()),
+        store,
         docker,
         docker_endpoint: "unix:///var/run/docker.sock".into(),
         registry,

@@ -26,7 +26,8 @@ commands:
                          `cargo xtask run -- --help` lists every setting)
   test                   install what is missing, build, start the services the tests need,
                          and run the whole suite (unit, store, router, engine and browser tests)
-  build                  install what is missing and build the site and the server (release)";
+  build                  install what is missing and build the site and the server (release)
+  bench [NAME]           start the services and run the benchmarks (builds), printing their numbers";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         Some("run") => cmd_run(&ctx, &args[1..]),
         Some("test") => test::run(&ctx, &args[1..]),
         Some("build") => cmd_build(&ctx),
+        Some("bench") => test::bench(&ctx, &args[1..]),
         Some("-h") | Some("--help") | Some("help") | None => {
             println!("{USAGE}");
             Ok(())

@@ -250,3 +250,24 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+
+/// `cargo xtask bench [NAME]`: start the services, run the benchmark binary
+/// (optimised, profile `server-release`) against them, print its numbers.
+pub fn bench(ctx: &Ctx, args: &[String]) -> Result<(), String> {
+    install::ensure(ctx, Purpose::Run)?;
+    let server = site::build_server(ctx, Profile::Dev)?;
+    step("building the benchmarks (profile server-release)");
+    run_cmd(ctx.cargo().args(["build", "--package", "slipway-bench", "--profile", "server-release"]))?;
+    let work = work_dir()?;
+    let services = Services::start(&server, &work.join("services"))?;
+    step("running the benchmarks");
+    let mut cmd = Command::new(ctx.target.join("server-release/slipway-bench"));
+    cmd.args(args).env("RUST_LOG", "warn");
+    for (k, v) in &services.env {
+        cmd.env(k, v);
+    }
+    let result = run_cmd(&mut cmd);
+    services.stop();
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}

@@ -5,6 +5,7 @@
 
 pub mod buildkit;
 pub mod create;
+pub mod diagnose;
 pub mod dockerignore;
 pub mod legacy;
 pub mod logs;

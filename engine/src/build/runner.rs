@@ -47,6 +47,9 @@ pub struct RunnerConfig {
     pub default_registry: Option<String>,
     /// Name of this installation, given to builds as BUILD_RACK.
     pub instance_name: String,
+    /// Memory limit in bytes of each image build (`ImageBuild.memory`); `None` for none.
+    /// Only the legacy backend enforces it on this engine.
+    pub build_memory: Option<i64>,
 }
 
 impl RunnerConfig {
@@ -64,6 +67,7 @@ impl RunnerConfig {
             work_dir,
             default_registry,
             instance_name: host,
+            build_memory: None,
         }
     }
 }
@@ -199,7 +203,7 @@ impl Runner {
         let run = &claimed.run;
         let outcome = match self.prepare_and_run(&claimed).await {
             Ok(outcome) => outcome,
-            Err(e) => RunOutcome::Failed { code: ErrorClass::Unknown.as_str().into(), message: e.message, failed_step: None },
+            Err(e) => RunOutcome::Failed { code: e.class.as_str().into(), message: e.message, failed_step: e.failed_step },
         };
         match self.store.finish_run(&run.id, &claimed.worker, &outcome).await {
             Ok(true) => tracing::info!(outcome = ?outcome_name(&outcome), "run finished"),
@@ -446,7 +450,7 @@ impl Runner {
                     build_args,
                     tag: format!("{repo}:{tag}"),
                     labels,
-                    memory: None,
+                    memory: self.config.build_memory,
                 },
             ));
         }
@@ -534,7 +538,9 @@ pub fn image_tag(spec: &BuildSpec) -> String {
 
 /// Parses a spec's registry override: `"none"`, `"local"`/`"native"`, or `{host, namespace?, auth?}`.
 pub fn parse_registry_override(v: &serde_json::Value) -> Result<Registry, BuildFailure> {
-    let yaml = serde_json::to_string(&serde_json::json!({ "registry": v, "services": {} })).map_err(internal)?;
+    // A manifest needs a service; a placeholder one lets the registry section be checked alone.
+    let yaml = serde_json::to_string(&serde_json::json!({ "registry": v, "services": { "override": { "image": "override" } } }))
+        .map_err(internal)?;
     manifest::parse(&yaml)
         .map(|m| m.registry)
         .map_err(|e| BuildFailure::new(ErrorClass::BuildError, format!("registry override: {e}")))
