@@ -62,6 +62,15 @@ pub async fn list_artifacts(build: String) -> Result<Vec<BuildArtifact>, AppErro
     Ok(ctx.store.build_artifacts(&build).await?)
 }
 
+/// Everything about a build in one answer: spec, runs, artifacts, the last
+/// 30 log lines and, for a failure, its class, cause, hint and failed stage.
+#[server(prefix = "/api", endpoint = "builds/diagnose", input = Json)]
+pub async fn diagnose_build(build: String) -> Result<slipway_model::diagnose::Diagnosis, AppError> {
+    let ctx = crate::server::context()?;
+    let build = require_build_id(&build)?;
+    Ok(slipway_engine::build::diagnose::diagnose(&ctx.store, &build).await?)
+}
+
 /// Cancels a build's pending or building run.
 #[server(prefix = "/api", endpoint = "builds/cancel", input = Json)]
 pub async fn cancel_build(build: String) -> Result<BuildRun, AppError> {
@@ -121,8 +130,9 @@ pub fn BuildsPage() -> impl IntoView {
     let (project_filter, set_project_filter) = signal(String::new());
     let (cursor_stack, set_cursor_stack) = signal(Vec::<slipway_model::build::BuildCursor>::new());
     let tick = ticker(2000);
+    let live = RwSignal::new(true);
     let builds = Resource::new(
-        move || (create.version().get(), status_filter.get(), project_filter.get(), cursor_stack.get(), tick.get()),
+        move || (create.version().get(), status_filter.get(), project_filter.get(), cursor_stack.get(), if live.get() { tick.get() } else { 0 }),
         |(_, status, project, cursors, _)| async move {
             list_builds(BuildListQuery {
                 project: (!project.is_empty()).then_some(project),
@@ -153,6 +163,10 @@ pub fn BuildsPage() -> impl IntoView {
                 <ErrorBoundary fallback=error_fallback>
                     {move || Suspend::new(async move {
                         let page = builds.await?;
+                        let active = page.items.iter().any(|b| b.status.is_some_and(|s| !s.is_terminal()));
+                        if live.get_untracked() != active {
+                            live.set(active);
+                        }
                         let next = page.next.clone();
                         let has_prev = !cursor_stack.get_untracked().is_empty();
                         Ok::<_, AppError>(view! {
@@ -258,12 +272,21 @@ pub fn BuildPage() -> impl IntoView {
     let cancel = ServerAction::<CancelBuild>::new();
     let rerun = ServerAction::<RunBuild>::new();
     let tick = ticker(1000);
-    let detail = Resource::new(move || (id(), cancel.version().get(), rerun.version().get(), tick.get()), |(id, _, _, _)| get_build(id));
+    // Refresh every second only while a run is pending or building.
+    let live = RwSignal::new(true);
+    let detail = Resource::new(
+        move || (id(), cancel.version().get(), rerun.version().get(), if live.get() { tick.get() } else { 0 }),
+        |(id, _, _, _)| get_build(id),
+    );
     view! {
         <Transition fallback=|| view! { <Loading what="build"/> }>
             <ErrorBoundary fallback=error_fallback>
                 {move || Suspend::new(async move {
                     let d = detail.await?;
+                    let active = d.runs.first().is_some_and(|r| !r.status.is_terminal());
+                    if live.get_untracked() != active {
+                        live.set(active);
+                    }
                     Ok::<_, AppError>(view! { <BuildView d cancel rerun/> })
                 })}
             </ErrorBoundary>
@@ -326,6 +349,7 @@ fn BuildView(d: BuildDetail, cancel: ServerAction<CancelBuild>, rerun: ServerAct
                 <p>{r.error_message.clone().unwrap_or_default()}</p>
             </div>
         })}
+        <DiagnosisPanel build_id=d.spec.id.clone() failed=latest.as_ref().map(|r| r.status == BuildRunStatus::Failed).unwrap_or(false)/>
         <section class="panel">
             <h2>"Artifacts"</h2>
             <ArtifactTable artifacts=d.artifacts.clone()/>
@@ -400,4 +424,43 @@ fn copy_text(_text: String) {
     if let Some(w) = web_sys::window() {
         let _ = w.navigator().clipboard().write_text(&_text);
     }
+}
+
+/// The diagnosis of a failed build: class, cause, hint, failed stage and its output.
+#[component]
+fn DiagnosisPanel(build_id: String, failed: bool) -> impl IntoView {
+    if !failed {
+        return ().into_any();
+    }
+    let diagnosis = Resource::new(move || build_id.clone(), diagnose_build);
+    view! {
+        <Suspense fallback=|| view! { <Loading what="diagnosis"/> }>
+            {move || Suspend::new(async move {
+                match diagnosis.await {
+                    Err(e) => view! { <ErrorNotice error=e/> }.into_any(),
+                    Ok(d) => match d.failure {
+                        None => ().into_any(),
+                        Some(f) => view! {
+                            <section class="panel diagnosis" id="diagnosis">
+                                <h2>"Diagnosis: "<code>{f.class.as_str()}</code></h2>
+                                <dl class="facts">
+                                    <dt>"Cause"</dt><dd>{f.cause.clone()}</dd>
+                                    <dt>"What to do"</dt><dd class="hint">{f.hint.clone()}</dd>
+                                    {f.failed_step.clone().map(|s| view! { <dt>"Failed step"</dt><dd><code>{s}</code></dd> })}
+                                    {f.failed_stage.clone().map(|s| view! { <dt>"Dockerfile stage"</dt><dd><code>{s}</code></dd> })}
+                                    <dt>"Error"</dt><dd><code>{f.raw_error.clone()}</code></dd>
+                                    <dt>"Decided from"</dt><dd><ul class="evidence">{f.evidence.iter().map(|e| view! { <li>{e.clone()}</li> }).collect_view()}</ul></dd>
+                                </dl>
+                                {(!f.stage_lines.is_empty()).then(|| view! {
+                                    <h3>"Last lines of the failed stage"</h3>
+                                    <pre class="stage-lines">{f.stage_lines.iter().map(slipway_model::logs::text_line).collect::<Vec<_>>().join("\n")}</pre>
+                                })}
+                            </section>
+                        }.into_any(),
+                    },
+                }
+            })}
+        </Suspense>
+    }
+    .into_any()
 }

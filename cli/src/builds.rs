@@ -74,6 +74,9 @@ pub enum BuildCmd {
     Artifacts { build: String },
     /// Cancel a build's active run.
     Cancel { build: String },
+    /// Everything about a build: spec, runs, artifacts, last 30 log lines and,
+    /// for a failure, its class, cause, hint and failed stage.
+    Diagnose { build: String },
     /// Print a run's log (the newest run unless --run); --follow streams it live.
     Logs {
         build: String,
@@ -214,6 +217,13 @@ pub fn run(cmd: &BuildCmd, client: &Client, json_out: bool) -> anyhow::Result<()
                 return print_json(&artifacts);
             }
             print_artifacts(&artifacts);
+        }
+        BuildCmd::Diagnose { build } => {
+            let d: slipway_model::diagnose::Diagnosis = client.call("builds/diagnose", json!({ "build": build }))?;
+            if json_out {
+                return print_json(&d);
+            }
+            print!("{}", d.to_text());
         }
         BuildCmd::Logs { build, run, follow } => {
             if *follow {

@@ -33,7 +33,7 @@
 //! run).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -73,6 +73,10 @@ pub struct HubConfig {
     pub disconnected_poll: Duration,
     /// How often feeds re-check their run while connected.
     pub safety_poll: Duration,
+    /// Listen for notifications. Without (e.g. behind a pooler in transaction
+    /// mode, where LISTEN does not work) feeds only poll, every
+    /// `disconnected_poll`.
+    pub listen: bool,
 }
 
 impl Default for HubConfig {
@@ -83,6 +87,7 @@ impl Default for HubConfig {
             page: 1000,
             disconnected_poll: Duration::from_millis(500),
             safety_poll: Duration::from_secs(5),
+            listen: true,
         }
     }
 }
@@ -148,6 +153,8 @@ struct Hub {
     config: HubConfig,
     feeds: Mutex<HashMap<String, Arc<Feed>>>,
     connected: AtomicBool,
+    /// How many times the listener connected (1 + reconnects).
+    connects: AtomicU64,
     cancel: CancellationToken,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -180,11 +187,16 @@ impl LogHub {
             config,
             feeds: Mutex::new(HashMap::new()),
             connected: AtomicBool::new(false),
+            connects: AtomicU64::new(0),
             cancel: CancellationToken::new(),
             listener: Mutex::new(None),
         });
-        let handle = tokio::spawn(listen(hub.clone()));
-        *lock(&hub.listener) = Some(handle);
+        if hub.config.listen {
+            let handle = tokio::spawn(listen(hub.clone()));
+            *lock(&hub.listener) = Some(handle);
+        } else {
+            tracing::info!("log hub not listening for notifications; followers poll the database");
+        }
         LogHub { hub }
     }
 
@@ -209,6 +221,11 @@ impl LogHub {
     /// Whether the listener connection is up (while it is not, feeds poll).
     pub fn is_connected(&self) -> bool {
         self.hub.connected.load(Ordering::Acquire)
+    }
+
+    /// How many times the listener has connected: 1, plus one per reconnect.
+    pub fn listener_connects(&self) -> u64 {
+        self.hub.connects.load(Ordering::Acquire)
     }
 
     /// Runs with a live feed in this process (followed by someone).
@@ -358,6 +375,7 @@ async fn listen(hub: Arc<Hub>) {
         };
         backoff = Duration::from_millis(100);
         tracing::info!("log hub listening for build log notifications");
+        hub.connects.fetch_add(1, Ordering::AcqRel);
         hub.set_connected(true);
         loop {
             let received = tokio::select! {

@@ -198,6 +198,7 @@ async fn a_repository_gone_before_the_run_is_a_clone_error(pool: PgPool) {
     assert!(f.evidence[0].starts_with("recorded error_code `clone_error`"), "{:?}", f.evidence);
     assert!(f.evidence.iter().any(|e| e.contains("`clone` phase")), "{:?}", f.evidence);
     assert!(f.raw_error.contains("could not clone") && f.raw_error.contains(&repo), "{}", f.raw_error);
+    assert!(f.cause.contains(&format!("could not clone {repo}: repository not found")), "{}", f.cause);
     assert!(f.hint.contains(&repo) && f.hint.contains(&d.spec.git_sha[..12]), "{}", f.hint);
     assert!(f.hint.contains(&format!("slipway build run {}", d.spec.id)), "{}", f.hint);
     assert!(f.stage_lines.iter().any(|l| l.phase == "clone" && l.line.starts_with("cloning")), "{}", diagnosis.to_text());
@@ -241,7 +242,7 @@ async fn a_failing_run_in_a_named_stage_is_a_build_error_with_that_stages_output
     assert!(f.stage_lines.iter().all(|l| l.step.as_deref().is_some_and(|s| s.starts_with("[build "))), "{}", d.to_text());
     assert!(f.stage_lines.len() <= 30);
     assert!(f.cause.contains(&step) && f.cause.contains("stage `build`") && f.cause.contains("exit code 3"), "{}", f.cause);
-    assert!(f.hint.contains("`api/Dockerfile`"), "{}", f.hint);
+    assert!(f.hint.contains("`api/Dockerfile`") && f.hint.contains(&step), "{}", f.hint);
     assert!(d.to_text().contains("failed stage: build"));
 }
 
@@ -410,8 +411,8 @@ async fn a_run_over_its_timeout_is_a_timeout_error_naming_the_running_step(pool:
     let step = f.failed_step.clone().unwrap_or_default();
     assert!(step.contains(&format!("RUN echo sleeping-{n} && sleep 30")), "the step that was running: {}", d.to_text());
     assert!(f.evidence.iter().any(|e| e.contains("was the step running when the run stopped")), "{:?}", f.evidence);
-    assert!(f.cause.contains("2 s limit"), "{}", f.cause);
-    assert!(f.hint.contains("--timeout-seconds 60"), "{}", f.hint);
+    assert!(f.cause.contains("2 s time limit"), "{}", f.cause);
+    assert!(f.hint.contains("slipway build create --timeout-seconds 60"), "{}", f.hint);
     assert!(f.stage_lines.iter().any(|l| l.line == format!("sleeping-{n}")), "{}", d.to_text());
 }
 
@@ -433,4 +434,11 @@ async fn a_step_killed_for_memory_is_a_resource_error(pool: PgPool) {
     assert!(f.failed_step.as_deref().unwrap_or_default().contains("dd if=/dev/zero"), "{}", d.to_text());
     assert!(f.cause.contains("exit code 137") && f.cause.contains("out of memory"), "{}", f.cause);
     assert!(f.hint.contains("memory limit"), "{}", f.hint);
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn an_unknown_build_is_not_found(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    let err: slipway_model::AppError = diagnose(&store, "bld_01m7z5xqyze01vfds8r8zfehws").await.unwrap_err().into();
+    assert_eq!(err.code, slipway_model::ErrorCode::NotFound, "{err:?}");
 }

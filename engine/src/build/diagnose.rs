@@ -299,7 +299,10 @@ fn registry_info(spec: &BuildSpec, manifest: Option<&Manifest>) -> RegistryInfo 
     };
     match registry {
         Some(Registry::Byo { host, namespace, auth }) => RegistryInfo { source, host: Some(host), namespace, auth },
-        Some(Registry::Native) => RegistryInfo { source: "Slipway's built-in registry (the server's default)", ..Default::default() },
+        Some(Registry::Native) => RegistryInfo {
+            source: "the server's default registry (`--registry` / SLIPWAY_REGISTRY, else the embedded one at `--registry-addr`)",
+            ..Default::default()
+        },
         Some(Registry::None) => RegistryInfo { source: "`registry: none` (no push)", ..Default::default() },
         None => RegistryInfo { source, ..Default::default() },
     }
@@ -544,7 +547,13 @@ fn explain_class(class: ErrorClass, c: &Context<'_>, slug: &str) -> (String, Str
     let lower = c.message.to_ascii_lowercase();
     match class {
         ErrorClass::CloneError => {
-            let cause = format!("{}: git could not get commit {sha12} from `{}`", ErrorClass::CloneError.cause(), c.repo);
+            // The workspace's messages read "could not clone <repo>: <reason> (<advice>)".
+            let head = c.message.split(" (").next().unwrap_or(c.message).trim();
+            let cause = if head.starts_with("could not") || head.starts_with("commit ") || head.starts_with("cannot") {
+                format!("git {head}")
+            } else {
+                format!("{}: git could not get commit {sha12} from `{}`", ErrorClass::CloneError.cause(), c.repo)
+            };
             let hint = if lower.contains("not found in") && lower.contains("commit") {
                 format!("commit {} is not in `{}`: push it there, or build a commit that exists", c.spec.git_sha, c.repo)
             } else {
@@ -599,25 +608,21 @@ fn explain_class(class: ErrorClass, c: &Context<'_>, slug: &str) -> (String, Str
         }
         ErrorClass::BuildError => build_error(c, &service, sha12, &rerun),
         ErrorClass::TimeoutError => {
-            let limit = c
-                .run
-                .timeout_seconds
-                .map(i64::from)
-                .or_else(|| timeout_in_message(c.message))
-                .map_or_else(|| "its time limit".to_string(), |s| format!("its {s} s limit"));
+            let seconds = c.run.timeout_seconds.map(i64::from).or_else(|| timeout_in_message(c.message));
+            let limit = seconds.map_or_else(|| "its time limit".to_string(), |s| format!("its {s} s time limit"));
             let running = match (&c.step, &c.phase) {
                 (Some(step), _) => format!("while step `{step}`{} was running", if service.is_empty() { String::new() } else { format!(" of service{service}") }),
                 (None, Some(p)) => format!("during the `{p}` phase"),
                 (None, None) => "before any output".to_string(),
             };
-            let suggestion = c.run.timeout_seconds.map_or_else(String::new, |s| format!(" (e.g. `--timeout-seconds {}`)", (s * 4).max(60)));
+            let suggestion = seconds.map_or_else(|| "<seconds>".to_string(), |s| (s * 4).max(60).to_string());
             let speed = match &c.step {
                 Some(step) => format!("make `{step}` faster (cache its dependencies in an earlier layer, shrink the context with .dockerignore)"),
                 None => "make that phase faster".into(),
             };
             (
-                format!("{}: the run was stopped after {limit} {running}", ErrorClass::TimeoutError.cause()),
-                format!("create the build with a longer timeout{suggestion} (`slipway build create --timeout-seconds`), or {speed}"),
+                format!("the run was stopped at {limit} {running}"),
+                format!("create the build again with a longer timeout (`slipway build create --timeout-seconds {suggestion}`), or {speed}"),
             )
         }
         ErrorClass::ResourceError => {
@@ -698,7 +703,7 @@ fn build_error(c: &Context<'_>, service: &str, sha12: &str, rerun: &str) -> (Str
             (
                 format!("step `{step}`{stage}{of_service} failed{exit}"),
                 format!(
-                    "read the stage's output below (the last lines before the failure), fix that step in {dockerfile} or what it runs, commit, and build the new commit"
+                    "read the output of the failed stage (its last lines are in this diagnosis), fix `{step}`{stage} in {dockerfile} or what it runs, commit, and build the new commit"
                 ),
             )
         }
