@@ -49,3 +49,35 @@ test('a running build shows its log lines as they arrive', async ({ page, reques
   await expect(log.locator('.log-line')).toHaveCount(1);
   await expect(log.locator('.log-line a.ln')).toHaveAttribute('href', /^#L\d+$/);
 });
+
+test('a 100,000-line log renders only the rows in view and stays searchable', async ({ page, request }) => {
+  const dir = mkdtempSync(join(tmpdir(), 'slipway-e2e-big-'));
+  mkdirSync(join(dir, '.slipway'));
+  mkdirSync(join(dir, 'big'));
+  writeFileSync(join(dir, '.slipway/manifest.yaml'), 'registry: none\nservices:\n  big:\n    build: big\n');
+  writeFileSync(join(dir, 'big/Dockerfile'), 'FROM slipway/busybox:1\nRUN seq 1 100000\n');
+  const git = (...args: string[]) =>
+    execFileSync('git', ['-C', dir, '-c', 'user.name=e2e', '-c', 'user.email=e2e@localhost', ...args]);
+  git('init', '-q', '-b', 'main');
+  git('add', '-A');
+  git('commit', '-q', '-m', 'big');
+  const name = `big-${Date.now()}`;
+  expect((await request.post('/api/projects/create', { data: { input: { name, repo_url: dir } } })).ok()).toBeTruthy();
+  const build = await request.post('/api/builds/create', { data: { input: { project: name, force_rebuild: true } } });
+  const buildId = (await build.json()).spec.id as string;
+
+  await page.goto(`/builds/${buildId}`);
+  await expect(page.locator('body[data-hydrated="true"]')).toBeVisible();
+  await expect(page.locator('#log-end')).toContainText('completed', { timeout: 90_000 });
+  const count = Number((await page.locator('#log-count').innerText()).split(' ')[0]);
+  expect(count).toBeGreaterThan(100_000);
+  // Virtualised: a few hundred rows in the DOM, not 100,000.
+  expect(await page.locator('#log .log-row').count()).toBeLessThan(400);
+  // Following the tail shows the last line; scrolling to the top shows the first steps.
+  await expect(page.locator('#log')).toContainText('100000');
+  await page.locator('#log').evaluate((el) => (el.scrollTop = 0));
+  await expect(page.locator('#log')).toContainText('cloning');
+  await expect(page.locator('#log-follow')).toBeVisible();
+  await page.locator('#log-search').fill('99999');
+  await expect(page.locator('#log .log-line')).toHaveCount(1);
+});
