@@ -14,8 +14,13 @@ use crate::components::{error_fallback, format_time, ErrorNotice, Loading};
 /// `run` is false, queues its first run.
 #[server(prefix = "/api", endpoint = "builds/create", input = Json)]
 pub async fn create_build(input: NewBuild) -> Result<BuildDetail, AppError> {
-    let _ctx = crate::server::context()?;
-    let detail = slipway_engine::build::create::create_build(&_ctx.store, &input, None).await?;
+    let ctx = crate::server::context()?;
+    let not_found = || AppError::not_found(format!("project `{}`", input.project));
+    let project = ctx.store.get_project(&input.project).await.map_err(|_| not_found())?;
+    let g = crate::auth::require("builds/create", Some(&project.id), not_found).await?;
+    let input = NewBuild { project: project.id.clone(), ..input };
+    let detail = slipway_engine::build::create::create_build(&ctx.store, &input, g.user_id()).await?;
+    crate::auth::audit(&g, "build.created", Some(&project.id), Some(("build", &detail.spec.id)), serde_json::json!({ "git_sha": detail.spec.git_sha, "services": detail.spec.services })).await;
     tracing::info!(build = %detail.spec.id, "build created");
     Ok(detail)
 }
@@ -24,23 +29,38 @@ pub async fn create_build(input: NewBuild) -> Result<BuildDetail, AppError> {
 #[server(prefix = "/api", endpoint = "builds/run", input = Json)]
 pub async fn run_build(build: String, #[server(default)] force_rebuild: bool) -> Result<BuildRun, AppError> {
     let ctx = crate::server::context()?;
-    let build = require_build_id(&build)?;
-    ctx.store.get_build_spec(&build).await?;
-    Ok(ctx.store.enqueue_run(&build, None, force_rebuild).await?)
+    let (build, project_id, g) = authorize_build("builds/run", &build).await?;
+    let run = ctx.store.enqueue_run(&build, None, force_rebuild).await?;
+    crate::auth::audit(&g, "build.run", Some(&project_id), Some(("run", &run.id)), serde_json::json!({ "build": build, "force_rebuild": force_rebuild })).await;
+    Ok(run)
 }
 
 /// Builds, newest first, with filters and a keyset cursor.
 #[server(prefix = "/api", endpoint = "builds/list", input = Json)]
 pub async fn list_builds(#[server(default)] query: BuildListQuery) -> Result<BuildPage, AppError> {
     let ctx = crate::server::context()?;
-    Ok(ctx.store.list_builds(&query).await?)
+    let g = crate::auth::require("builds/list", None, || AppError::not_found("build")).await?;
+    let mut query = query;
+    match &query.project {
+        Some(p) if !p.trim().is_empty() => {
+            let not_found = || AppError::not_found(format!("project `{p}`"));
+            let project = ctx.store.get_project(p).await.map_err(|_| not_found())?;
+            crate::auth::require("projects/show", Some(&project.id), not_found).await?;
+            query.project = Some(project.id);
+            Ok(ctx.store.list_builds(&query, None).await?)
+        }
+        _ => {
+            let visible = ctx.store.visible_project_ids(&g.user()?.user).await?;
+            Ok(ctx.store.list_builds(&query, visible.as_deref()).await?)
+        }
+    }
 }
 
 /// A build's spec, runs (newest first) and artifacts.
 #[server(prefix = "/api", endpoint = "builds/show", input = Json)]
 pub async fn get_build(build: String) -> Result<BuildDetail, AppError> {
     let ctx = crate::server::context()?;
-    let build = require_build_id(&build)?;
+    let (build, _, _) = authorize_build("builds/show", &build).await?;
     Ok(ctx.store.get_build(&build).await?)
 }
 
@@ -48,8 +68,7 @@ pub async fn get_build(build: String) -> Result<BuildDetail, AppError> {
 #[server(prefix = "/api", endpoint = "builds/runs", input = Json)]
 pub async fn list_runs(build: String) -> Result<Vec<BuildRun>, AppError> {
     let ctx = crate::server::context()?;
-    let build = require_build_id(&build)?;
-    ctx.store.get_build_spec(&build).await?;
+    let (build, _, _) = authorize_build("builds/runs", &build).await?;
     Ok(ctx.store.list_runs(&build).await?)
 }
 
@@ -57,8 +76,7 @@ pub async fn list_runs(build: String) -> Result<Vec<BuildRun>, AppError> {
 #[server(prefix = "/api", endpoint = "builds/artifacts", input = Json)]
 pub async fn list_artifacts(build: String) -> Result<Vec<BuildArtifact>, AppError> {
     let ctx = crate::server::context()?;
-    let build = require_build_id(&build)?;
-    ctx.store.get_build_spec(&build).await?;
+    let (build, _, _) = authorize_build("builds/artifacts", &build).await?;
     Ok(ctx.store.build_artifacts(&build).await?)
 }
 
@@ -67,7 +85,7 @@ pub async fn list_artifacts(build: String) -> Result<Vec<BuildArtifact>, AppErro
 #[server(prefix = "/api", endpoint = "builds/diagnose", input = Json)]
 pub async fn diagnose_build(build: String) -> Result<slipway_model::diagnose::Diagnosis, AppError> {
     let ctx = crate::server::context()?;
-    let build = require_build_id(&build)?;
+    let (build, _, _) = authorize_build("builds/diagnose", &build).await?;
     Ok(slipway_engine::build::diagnose::diagnose(&ctx.store, &build).await?)
 }
 
@@ -75,8 +93,22 @@ pub async fn diagnose_build(build: String) -> Result<slipway_model::diagnose::Di
 #[server(prefix = "/api", endpoint = "builds/cancel", input = Json)]
 pub async fn cancel_build(build: String) -> Result<BuildRun, AppError> {
     let ctx = crate::server::context()?;
-    let build = require_build_id(&build)?;
-    Ok(ctx.store.request_cancel(&build).await?)
+    let (build, project_id, g) = authorize_build("builds/cancel", &build).await?;
+    let run = ctx.store.request_cancel(&build).await?;
+    crate::auth::audit(&g, "build.cancelled", Some(&project_id), Some(("run", &run.id)), serde_json::json!({ "build": build })).await;
+    Ok(run)
+}
+
+/// Checks the id, finds the build's project and authorises `endpoint` on it;
+/// a build of a project the caller is not a member of is "not found".
+#[cfg(feature = "ssr")]
+async fn authorize_build(endpoint: &str, build: &str) -> Result<(String, String, crate::auth::Guard), AppError> {
+    let ctx = crate::server::context()?;
+    let build = require_build_id(build)?;
+    let not_found = || AppError::not_found(format!("build `{build}`"));
+    let spec = ctx.store.get_build_spec(&build).await.map_err(|_| not_found())?;
+    let g = crate::auth::require(endpoint, Some(&spec.project_id), not_found).await?;
+    Ok((build, spec.project_id, g))
 }
 
 #[cfg(feature = "ssr")]

@@ -12,6 +12,7 @@ pub fn ErrorNotice(error: AppError) -> impl IntoView {
         ErrorCode::Conflict => "Conflict",
         ErrorCode::Unauthenticated => "Please log in",
         ErrorCode::Forbidden => "Not allowed",
+        ErrorCode::RateLimited => "Too many attempts",
         ErrorCode::Unavailable => "Temporarily unavailable",
         ErrorCode::Internal => "Something went wrong on the server",
         ErrorCode::Transport => "Could not reach Slipway",
@@ -20,6 +21,7 @@ pub fn ErrorNotice(error: AppError) -> impl IntoView {
     view! {
         <div class="error" role="alert">
             <strong>{title}</strong>
+            {(error.code == ErrorCode::Unauthenticated).then(|| view! { " " <a href="/login">"Log in"</a> })}
             {if problems.is_empty() {
                 view! { <p>{error.message.clone()}</p> }.into_any()
             } else {

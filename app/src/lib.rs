@@ -2,6 +2,8 @@
 //! The same server functions are the HTTP API scripts and the CLI use; every
 //! one has a stable endpoint under `/api/`.
 
+pub mod account;
+pub mod auth;
 pub mod builds;
 pub mod components;
 pub mod logview;
@@ -60,6 +62,8 @@ pub fn App() -> impl IntoView {
                     <A href="/builds">"Builds"</A>
                     <A href="/releases">"Releases"</A>
                     <A href="/environments">"Environments"</A>
+                    <A href="/audit">"Audit"</A>
+                    <UserMenu/>
                 </nav>
                 <main class="content">
                     <Routes fallback=|| view! { <pages::NotFound/> }>
@@ -70,9 +74,44 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/builds/:build") view=builds::BuildPage/>
                         <Route path=path!("/releases") view=pages::ReleasesPage/>
                         <Route path=path!("/environments") view=pages::EnvironmentsPage/>
+                        <Route path=path!("/login") view=account::LoginPage/>
+                        <Route path=path!("/setup") view=account::SetupPage/>
+                        <Route path=path!("/account") view=account::AccountPage/>
+                        <Route path=path!("/audit") view=account::AuditPage/>
                     </Routes>
                 </main>
             </div>
         </Router>
+    }
+}
+
+/// Who is logged in, with Account and Log out; or a Log in link.
+#[component]
+fn UserMenu() -> impl IntoView {
+    let logout = ServerAction::<account::Logout>::new();
+    let user = Resource::new(move || logout.version().get(), |_| account::me());
+    Effect::new(move |_| {
+        if let Some(Ok(())) = logout.value().get() {
+            #[cfg(feature = "hydrate")]
+            if let Some(w) = web_sys::window() {
+                let _ = w.location().set_href("/login");
+            }
+        }
+    });
+    view! {
+        <div class="user-menu">
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match user.await {
+                        Ok(Some(u)) => view! {
+                            <span id="current-user" class="who">{u.username.clone()}</span>
+                            <A href="/account">"Account"</A>
+                            <button class="link" id="logout" on:click=move |_| { logout.dispatch(account::Logout {}); }>"Log out"</button>
+                        }.into_any(),
+                        _ => view! { <A href="/login">"Log in"</A> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </div>
     }
 }

@@ -13,14 +13,25 @@ use crate::components::{error_fallback, format_time, ErrorNotice, Loading};
 #[server(prefix = "/api", endpoint = "projects/list", input = Json)]
 pub async fn list_projects() -> Result<Vec<ProjectSummary>, AppError> {
     let ctx = crate::server::context()?;
-    Ok(ctx.store.list_projects().await?)
+    let g = crate::auth::require("projects/list", None, || AppError::not_found("project")).await?;
+    let visible = ctx.store.visible_project_ids(&g.user()?.user).await?;
+    let mut all = ctx.store.list_projects().await?;
+    if let Some(ids) = visible {
+        all.retain(|p| ids.contains(&p.project.id));
+    }
+    Ok(all)
 }
 
 /// Creates a project from a name and a repository (absolute path or git URL).
 #[server(prefix = "/api", endpoint = "projects/create", input = Json)]
 pub async fn create_project(input: NewProject) -> Result<Project, AppError> {
     let ctx = crate::server::context()?;
-    let project = ctx.store.create_project(&input, None).await?;
+    let g = crate::auth::require("projects/create", None, || AppError::not_found("project")).await?;
+    let user = g.user()?;
+    let project = ctx.store.create_project(&input, Some(&user.user.id)).await?;
+    // The creator administers the new project.
+    ctx.store.set_member(&project.id, &user.user.username, slipway_model::auth::Role::Admin, user, g.info.ip.as_deref()).await?;
+    crate::auth::audit(&g, "project.created", Some(&project.id), Some(("project", &project.id)), serde_json::json!({ "name": project.name })).await;
     tracing::info!(project = %project.id, name = %project.name, "project created");
     Ok(project)
 }
@@ -29,7 +40,9 @@ pub async fn create_project(input: NewProject) -> Result<Project, AppError> {
 #[server(prefix = "/api", endpoint = "projects/show", input = Json)]
 pub async fn get_project(project: String) -> Result<Project, AppError> {
     let ctx = crate::server::context()?;
-    Ok(ctx.store.get_project(&project).await?)
+    let p = ctx.store.get_project(&project).await?;
+    crate::auth::require("projects/show", Some(&p.id), || AppError::not_found(format!("project `{project}`"))).await?;
+    Ok(p)
 }
 
 /// The Projects page: the list, and the form that adds one.
@@ -183,6 +196,7 @@ pub fn ProjectPage() -> impl IntoView {
                                 <span class="muted"><code>{p.id.clone()}</code></span>
                             </header>
                             <ProjectBuilds slug=p.slug.clone()/>
+                            <crate::account::ProjectSettings slug=p.slug.clone()/>
                             <section class="panel">
                                 <dl class="facts">
                                     <dt>"Repository"</dt>

@@ -7,6 +7,8 @@ use slipway_model::AppError;
 #[derive(Clone, Debug)]
 pub struct AppContext {
     pub store: Store,
+    /// Encrypts project secrets; `None` when the server has no key.
+    pub secrets: Option<std::sync::Arc<slipway_engine::secrets::SecretBox>>,
 }
 
 /// The request's context, or an internal error if the server did not provide it.

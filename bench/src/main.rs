@@ -4,6 +4,7 @@
 //! SLIPWAY_REGISTRY.
 
 mod builds;
+mod logs;
 
 use std::time::Duration;
 
@@ -34,8 +35,13 @@ pub fn percentile(samples: &mut [Duration], p: f64) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
     match which.as_str() {
-        "builds" | "all" => builds::run().await?,
-        other => anyhow::bail!("unknown benchmark `{other}` (known: builds)"),
+        "builds" => builds::run().await?,
+        "logs" => logs::run().await?,
+        "all" => {
+            builds::run().await?;
+            logs::run().await?;
+        }
+        other => anyhow::bail!("unknown benchmark `{other}` (known: builds, logs, all)"),
     }
     Ok(())
 }

@@ -1,4 +1,6 @@
-//! HTTP calls to Slipway's server functions (`POST /api/<endpoint>` with JSON).
+//! HTTP calls to Slipway: server functions (`POST /api/<endpoint>` with JSON),
+//! plain GETs and the websocket base, all with the bearer token when one is
+//! configured.
 
 use std::time::Duration;
 
@@ -8,13 +10,51 @@ use slipway_model::AppError;
 
 pub struct Client {
     base: String,
+    token: Option<String>,
     agent: ureq::Agent,
 }
 
+fn error_from(url: &str, code: u16, text: &str) -> anyhow::Error {
+    match serde_json::from_str::<AppError>(text) {
+        Ok(err) => {
+            let mut msg = err.message.clone();
+            if err.problems.len() > 1 {
+                for p in &err.problems {
+                    msg.push_str(&format!("\n  {}: {}", p.field, p.message));
+                }
+            }
+            if code == 401 {
+                msg.push_str(" (log in with `slipway login`)");
+            }
+            anyhow!(msg)
+        }
+        Err(_) => anyhow!("{url} answered {code}: {}", text.trim()),
+    }
+}
+
 impl Client {
-    pub fn new(server: &str) -> Client {
+    pub fn new(server: &str, token: Option<String>) -> Client {
         let agent = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).timeout(Duration::from_secs(120)).build();
-        Client { base: server.trim_end_matches('/').to_string(), agent }
+        Client { base: server.trim_end_matches('/').to_string(), token, agent }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    fn unreachable(&self, e: impl std::fmt::Display) -> anyhow::Error {
+        anyhow!("cannot reach Slipway at {}: {e} (is it running? start it with `cargo xtask run`, or pass --server)", self.base)
+    }
+
+    fn with_auth(&self, req: ureq::Request) -> ureq::Request {
+        match &self.token {
+            Some(t) => req.set("Authorization", &format!("Bearer {t}")),
+            None => req,
+        }
     }
 
     /// `ws://…` or `wss://…` base of the server.
@@ -29,43 +69,39 @@ impl Client {
     /// GET a JSON resource (`path` starts with `/`).
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        match self.agent.get(&url).set("Accept", "application/json").call() {
+        match self.with_auth(self.agent.get(&url).set("Accept", "application/json")).call() {
             Ok(resp) => Ok(resp.into_json()?),
-            Err(ureq::Error::Status(code, resp)) => {
-                let text = resp.into_string().unwrap_or_default();
-                match serde_json::from_str::<AppError>(&text) {
-                    Ok(err) => Err(anyhow!(err.message)),
-                    Err(_) => Err(anyhow!("{url} answered {code}: {}", text.trim())),
-                }
-            }
-            Err(e) => Err(anyhow!("cannot reach Slipway at {}: {e} (is it running? start it with `cargo xtask run`, or pass --server)", self.base)),
+            Err(ureq::Error::Status(code, resp)) => Err(error_from(&url, code, &resp.into_string().unwrap_or_default())),
+            Err(e) => Err(self.unreachable(e)),
         }
     }
 
     /// Calls a server function and decodes its answer, or its [`AppError`].
     pub fn call<T: DeserializeOwned>(&self, endpoint: &str, body: serde_json::Value) -> anyhow::Result<T> {
+        self.call_with_cookie(endpoint, body, None).map(|(v, _)| v)
+    }
+
+    /// Like [`Client::call`], sending a session cookie, and returning the
+    /// session cookie the answer sets, if any (used by `slipway login`).
+    pub fn call_with_cookie<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        body: serde_json::Value,
+        cookie: Option<&str>,
+    ) -> anyhow::Result<(T, Option<String>)> {
         let url = format!("{}/api/{endpoint}", self.base);
-        match self.agent.post(&url).set("Accept", "application/json").send_json(body) {
-            Ok(resp) => Ok(resp.into_json()?),
-            Err(ureq::Error::Status(code, resp)) => {
-                let text = resp.into_string().unwrap_or_default();
-                match serde_json::from_str::<AppError>(&text) {
-                    Ok(err) => {
-                        let mut msg = err.message.clone();
-                        if err.problems.len() > 1 {
-                            for p in &err.problems {
-                                msg.push_str(&format!("\n  {}: {}", p.field, p.message));
-                            }
-                        }
-                        Err(anyhow!(msg))
-                    }
-                    Err(_) => Err(anyhow!("{url} answered {code}: {}", text.trim())),
-                }
+        let mut req = self.agent.post(&url).set("Accept", "application/json");
+        req = match cookie {
+            Some(c) => req.set("Cookie", c),
+            None => self.with_auth(req),
+        };
+        match req.send_json(body) {
+            Ok(resp) => {
+                let set_cookie = resp.header("set-cookie").and_then(|c| c.split(';').next()).map(str::to_string);
+                Ok((resp.into_json()?, set_cookie))
             }
-            Err(e) => Err(anyhow!(
-                "cannot reach Slipway at {}: {e} (is it running? start it with `cargo xtask run`, or pass --server)",
-                self.base
-            )),
+            Err(ureq::Error::Status(code, resp)) => Err(error_from(&url, code, &resp.into_string().unwrap_or_default())),
+            Err(e) => Err(self.unreachable(e)),
         }
     }
 }

@@ -2,7 +2,9 @@
 //! dashboard's server functions, prints human tables by default and JSON with
 //! `--json`.
 
+mod account;
 mod builds;
+mod config;
 mod client;
 mod logs;
 mod table;
@@ -18,9 +20,12 @@ use client::Client;
 #[derive(Debug, Parser)]
 #[command(name = "slipway", version, about = "Command-line client for Slipway")]
 struct Cli {
-    /// Slipway server to talk to.
-    #[arg(long, global = true, env = "SLIPWAY_SERVER", default_value = "http://127.0.0.1:3000")]
-    server: String,
+    /// Slipway server to talk to (default: the one `slipway login` stored, else http://127.0.0.1:3000).
+    #[arg(long, global = true, env = "SLIPWAY_SERVER")]
+    server: Option<String>,
+    /// API token (default: the one `slipway login` stored).
+    #[arg(long, global = true, env = "SLIPWAY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -33,9 +38,42 @@ enum Top {
     /// Projects: list, create, show.
     #[command(subcommand)]
     Project(ProjectCmd),
-    /// Builds: create, run, list, show, runs, artifacts, cancel.
+    /// Builds: create, run, list, show, runs, artifacts, cancel, logs, diagnose.
     #[command(subcommand)]
     Build(builds::BuildCmd),
+    /// Store the server and an API token in the config file (mode 0600).
+    Login {
+        /// Log in with this username (the password is read from standard input).
+        #[arg(long)]
+        username: Option<String>,
+        /// Store this existing API token instead.
+        #[arg(long = "with-token")]
+        with_token: Option<String>,
+    },
+    /// Revoke the stored token and forget it.
+    Logout,
+    /// Who the stored token belongs to.
+    Whoami,
+    /// API tokens: list, create, revoke.
+    #[command(subcommand)]
+    Tokens(account::TokenCmd),
+    /// Project members and roles.
+    #[command(subcommand)]
+    Members(account::MemberCmd),
+    /// Project secrets (names only are ever shown).
+    #[command(subcommand)]
+    Secrets(account::SecretCmd),
+    /// The audit trail.
+    Audit {
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,7 +99,11 @@ enum ProjectCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let client = Client::new(&cli.server);
+    let stored = config::load();
+    let server = cli.server.clone().or(stored.server.clone()).unwrap_or_else(|| "http://127.0.0.1:3000".into());
+    // A stored token belongs to the server it was made for.
+    let stored_token = stored.token.filter(|_| stored.server.as_deref().map(|s| s.trim_end_matches('/')) == Some(server.trim_end_matches('/')));
+    let client = Client::new(&server, cli.token.clone().or(stored_token));
     match run(&cli, &client) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -74,6 +116,23 @@ fn main() -> ExitCode {
 fn run(cli: &Cli, client: &Client) -> anyhow::Result<()> {
     match &cli.command {
         Top::Build(cmd) => builds::run(cmd, client, cli.json)?,
+        Top::Login { username, with_token } => account::login(client, username.as_deref(), with_token.as_deref(), cli.json)?,
+        Top::Logout => account::logout(client)?,
+        Top::Whoami => account::whoami(client, cli.json)?,
+        Top::Tokens(cmd) => account::tokens(cmd, client, cli.json)?,
+        Top::Members(cmd) => account::members(cmd, client, cli.json)?,
+        Top::Secrets(cmd) => account::secrets(cmd, client, cli.json)?,
+        Top::Audit { actor, action, project, limit } => account::audit(
+            client,
+            slipway_model::auth::AuditQuery {
+                actor: actor.clone(),
+                action: action.clone(),
+                project: project.clone(),
+                limit: Some(*limit),
+                ..Default::default()
+            },
+            cli.json,
+        )?,
         Top::Project(ProjectCmd::List) => {
             let projects: Vec<ProjectSummary> = client.call("projects/list", json!({}))?;
             if cli.json {

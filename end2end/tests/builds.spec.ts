@@ -1,4 +1,7 @@
 import { test, expect } from '@playwright/test';
+import { login } from './auth';
+
+test.beforeEach(async ({ page }) => login(page));
 
 // The e2e server runs a build worker against the test engine and registry,
 // so a build started here really runs on BuildKit and pushes.

@@ -1,4 +1,7 @@
 import { test, expect } from '@playwright/test';
+import { login } from './auth';
+
+test.beforeEach(async ({ page }) => login(page));
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,7 +26,8 @@ function slowRepo(): string {
   return dir;
 }
 
-test('a running build shows its log lines as they arrive', async ({ page, request }) => {
+test('a running build shows its log lines as they arrive', async ({ page }) => {
+  const request = page.request;
   const repo = slowRepo();
   const name = `ticker-${Date.now()}`;
   const created = await request.post('/api/projects/create', { data: { input: { name, repo_url: repo } } });
@@ -50,7 +54,8 @@ test('a running build shows its log lines as they arrive', async ({ page, reques
   await expect(log.locator('.log-line a.ln')).toHaveAttribute('href', /^#L\d+$/);
 });
 
-test('a 100,000-line log renders only the rows in view and stays searchable', async ({ page, request }) => {
+test('a 100,000-line log renders only the rows in view and stays searchable', async ({ page }) => {
+  const request = page.request;
   const dir = mkdtempSync(join(tmpdir(), 'slipway-e2e-big-'));
   mkdirSync(join(dir, '.slipway'));
   mkdirSync(join(dir, 'big'));

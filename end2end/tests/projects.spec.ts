@@ -1,4 +1,7 @@
 import { test, expect, Page } from '@playwright/test';
+import { login } from './auth';
+
+test.beforeEach(async ({ page }) => login(page));
 
 // Server-rendered buttons do nothing until the wasm has hydrated the page;
 // the app marks <body data-hydrated="true"> when it has.

@@ -2,6 +2,7 @@
 //! one-command install starts (Postgres, Docker engine, registry, base image),
 //! the demo project, and (later) builds, logs, releases and deploys.
 
+pub mod auth;
 pub mod demo;
 pub mod docker;
 pub mod embedded;

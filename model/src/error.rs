@@ -17,6 +17,8 @@ pub enum ErrorCode {
     Unauthenticated,
     /// Logged in, but the role does not allow this (403).
     Forbidden,
+    /// Too many attempts (e.g. failed logins); the message says when to retry (429).
+    RateLimited,
     /// A dependency (database, engine, registry) is not answering (503).
     Unavailable,
     /// The server failed; details are in its log, never in the response (500).
@@ -34,6 +36,7 @@ impl ErrorCode {
             ErrorCode::Conflict => 409,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::Forbidden => 403,
+            ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
             ErrorCode::Transport => 502,

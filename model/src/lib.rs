@@ -2,6 +2,7 @@
 //! validation, the DTOs the API exchanges, and the error type they share.
 //! No I/O: this crate compiles to wasm for the dashboard.
 
+pub mod auth;
 pub mod build;
 pub mod diagnose;
 pub mod error;
@@ -10,6 +11,7 @@ pub mod id;
 pub mod logs;
 pub mod manifest;
 pub mod project;
+pub mod release;
 pub mod secret;
 pub mod status;
 

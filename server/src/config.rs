@@ -29,6 +29,18 @@ pub enum Command {
     /// base image), print how to reach them as KEY=VALUE lines, and keep them
     /// running until interrupted. The test command uses this.
     Services,
+    /// Administration from the shell.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a global administrator; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        username: String,
+    },
 }
 
 /// Settings shared by every command.

@@ -31,6 +31,8 @@ pub struct AppState {
     pub registry: Option<String>,
     /// This process's fan-out of live build logs.
     pub log_hub: slipway_engine::logstream::LogHub,
+    /// Encrypts project secrets (`None`: secrets cannot be set).
+    pub secrets: Option<std::sync::Arc<slipway_engine::secrets::SecretBox>>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -50,11 +52,12 @@ impl AppState {
             docker: None,
             docker_endpoint: "not connected".into(),
             registry: None,
+            secrets: Some(std::sync::Arc::new(slipway_engine::secrets::SecretBox::new(slipway_engine::secrets::MasterKey::from_bytes([9; 32])))),
         }
     }
 
     fn context(&self) -> AppContext {
-        AppContext { store: self.store.clone() }
+        AppContext { store: self.store.clone(), secrets: self.secrets.clone() }
     }
 }
 
@@ -76,6 +79,7 @@ pub fn app(state: AppState) -> Router {
         .leptos_routes_with_context(&state, routes, move || provide_context(page_ctx.clone()), move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(middleware::from_fn(error_status))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::authn::authenticate))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))

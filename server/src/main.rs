@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use slipway_server::config::{Cli, Command};
+use slipway_server::config::{AdminCommand, Cli, Command};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -15,6 +15,7 @@ async fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => slipway_server::run(cli.common, cli.serve).await,
         Command::Services => slipway_server::run_services(cli.common).await,
+        Command::Admin(AdminCommand::Create { username }) => slipway_server::run_admin_create(cli.common, cli.serve, username).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -162,8 +162,9 @@ async fn serve_inner(
     }
 
     let shutdown = CancellationToken::new();
+    let secrets = Arc::new(SecretBox::new(MasterKey::from_env_or_file(data_dir)?));
     let worker = match (&docker, serve.build_worker) {
-        (Some(docker), true) => Some(start_build_worker(serve, data_dir, &store, docker.clone(), registry.clone(), shutdown.clone())?),
+        (Some(docker), true) => Some(start_build_worker(serve, data_dir, &store, docker.clone(), registry.clone(), secrets.clone(), shutdown.clone())?),
         _ => None,
     };
 
@@ -174,11 +175,21 @@ async fn serve_inner(
         .site_addr(serve.addr)
         .build();
     let log_hub = slipway_engine::logstream::LogHub::start(store.clone());
-    let state = AppState { leptos, store, docker, docker_endpoint, registry, log_hub: log_hub.clone() };
+    if store.user_count().await? == 0 {
+        let token = store.create_setup_token().await?;
+        // The one way to create the first administrator: no default password exists.
+        eprintln!(
+            "\n  Slipway has no users yet. Create the first administrator at:\n\n    http://{}/setup?token={token}\n\n  (this link works once; run `slipway-server admin create` to make an administrator from the shell instead)\n",
+            serve.addr
+        );
+    }
+    let state = AppState { leptos, store, docker, docker_endpoint, registry, log_hub: log_hub.clone(), secrets: Some(secrets) };
     let router = app(state);
     let listener = tokio::net::TcpListener::from_std(listener)?;
     tracing::info!(url = %format!("http://{}", serve.addr), "Slipway is serving the dashboard");
-    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     shutdown.cancel();
     if let Some(worker) = worker {
         let _ = worker.await;
@@ -194,10 +205,9 @@ fn start_build_worker(
     store: &Store,
     docker: bollard::Docker,
     registry: Option<String>,
+    secrets: Arc<SecretBox>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let key = MasterKey::from_env_or_file(data_dir)?;
-    let secrets = Arc::new(SecretBox::new(key));
     let backend: Arc<dyn BuildBackend> = match serve.build_backend.as_str() {
         "legacy" => Arc::new(LegacyBackend::new(docker.clone())),
         _ => Arc::new(BuildKitBackend::new(docker.clone())),
@@ -236,6 +246,38 @@ pub async fn run_services(common: Common) -> anyhow::Result<()> {
         out.flush()?;
         drop(out);
         shutdown_signal().await;
+        anyhow::Ok(())
+    }
+    .await;
+    started.stop().await;
+    result
+}
+
+/// `slipway-server admin create --username NAME`: makes a global administrator
+/// directly in the database (the password is read from standard input), for
+/// automation and for recovering a lost administrator.
+pub async fn run_admin_create(common: Common, serve: Serve, username: String) -> anyhow::Result<()> {
+    use std::io::Read;
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password)?;
+    let password = password.trim_end_matches(['\n', '\r']).to_string();
+    let data_dir = prepare_data_dir(&common)?;
+    let mut started = Started::default();
+    let result = async {
+        let url = match &common.database_url {
+            Some(url) => url.clone(),
+            None => {
+                let pg = EmbeddedPostgres::start(&data_dir.join("postgres")).await?;
+                pg.ensure_database(&serve.database_name).await?;
+                let url = pg.url(&serve.database_name);
+                started.postgres = Some(pg);
+                url
+            }
+        };
+        let store = Store::connect(&url).await?;
+        store.migrate().await?;
+        let user = store.create_user(&username, None, &password, true).await.map_err(|e| anyhow::anyhow!(slipway_model::AppError::from(e).message))?;
+        println!("created administrator {} ({})", user.username, user.id);
         anyhow::Ok(())
     }
     .await;

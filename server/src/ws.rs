@@ -19,6 +19,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use axum::Extension;
+use slipway_app::auth::AuthInfo;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -107,10 +109,12 @@ impl LogParams {
 
 /// The run to read: `run` when given (it must belong to the build), else the
 /// build's newest run. Unknown build or run, or a build without runs: not found.
-async fn resolve_run(store: &Store, build: &str, run: Option<&str>) -> Result<String, ApiError> {
+async fn resolve_run(state: &AppState, auth: Option<&AuthInfo>, build: &str, run: Option<&str>) -> Result<String, ApiError> {
+    let store: &Store = &state.store;
     let build = build.trim();
     id::parse_expect(BUILD, build).map_err(|e| AppError::invalid("build", e.to_string()))?;
-    store.get_build_spec(build).await?;
+    let spec = store.get_build_spec(build).await?;
+    crate::authn::authorize_read(state, auth, &spec.project_id, || AppError::not_found(format!("build `{build}`"))).await?;
     match run {
         Some(run_id) => {
             let run = store.get_run(run_id).await?;
@@ -130,6 +134,7 @@ async fn resolve_run(store: &Store, build: &str, run: Option<&str>) -> Result<St
 #[tracing::instrument(skip_all, fields(build = %build))]
 pub async fn follow_logs(
     State(state): State<AppState>,
+    auth: Option<Extension<AuthInfo>>,
     Path(build): Path<String>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -138,7 +143,7 @@ pub async fn follow_logs(
         Ok(p) => p,
         Err(e) => return ApiError(e).into_response(),
     };
-    let run_id = match resolve_run(&state.store, &build, params.run.as_deref()).await {
+    let run_id = match resolve_run(&state, auth.as_ref().map(|a| &a.0), &build, params.run.as_deref()).await {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -256,11 +261,12 @@ async fn stream(mut socket: WebSocket, mut follower: Follower) {
 #[tracing::instrument(skip_all, fields(build = %build))]
 pub async fn log_page(
     State(state): State<AppState>,
+    auth: Option<Extension<AuthInfo>>,
     Path(build): Path<String>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<LogPage>, ApiError> {
     let params = LogParams::parse(query)?;
-    let run_id = resolve_run(&state.store, &build, params.run.as_deref()).await?;
+    let run_id = resolve_run(&state, auth.as_ref().map(|a| &a.0), &build, params.run.as_deref()).await?;
     let page = state.store.log_page(&run_id, params.after, params.limit, params.q.as_deref()).await?;
     Ok(Json(page))
 }
@@ -269,11 +275,12 @@ pub async fn log_page(
 #[tracing::instrument(skip_all, fields(build = %build))]
 pub async fn log_text(
     State(state): State<AppState>,
+    auth: Option<Extension<AuthInfo>>,
     Path(build): Path<String>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let params = LogParams::parse(query)?;
-    let run_id = resolve_run(&state.store, &build, params.run.as_deref()).await?;
+    let run_id = resolve_run(&state, auth.as_ref().map(|a| &a.0), &build, params.run.as_deref()).await?;
     let store = state.store.clone();
     let filename = format!("{}-{run_id}.log", build.trim());
     let pages = futures::stream::try_unfold((store, run_id, Some(-1i64)), |(store, run_id, after)| async move {

@@ -165,6 +165,21 @@ fn browser_tests(ctx: &Ctx, server: &Path, services: &Services, work: &Path, tot
     let port = free_port()?;
     let addr = format!("127.0.0.1:{port}");
     let data = work.join("e2e");
+    // An administrator for the browser tests, with a password made for this run.
+    let password = random_hex(16)?;
+    let mut admin = Command::new(server)
+        .args(["admin", "create", "--username", "e2e-admin", "--database-url", &db_url])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("creating the e2e administrator: {e}"))?;
+    if let Some(mut stdin) = admin.stdin.take() {
+        stdin.write_all(password.as_bytes()).map_err(|e| e.to_string())?;
+    }
+    if !admin.wait().map_err(|e| e.to_string())?.success() {
+        return Err("creating the e2e administrator failed".into());
+    }
     let log_path = work.join("e2e-server.log");
     let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(server);
@@ -199,7 +214,9 @@ fn browser_tests(ctx: &Ctx, server: &Path, services: &Services, work: &Path, tot
     cmd.args(["playwright", "test", "--reporter=list"])
         .current_dir(&e2e)
         .env("BASE_URL", format!("http://{addr}"))
-        .env("SLIPWAY_E2E_REPO", data.join("demo-repo"));
+        .env("SLIPWAY_E2E_REPO", data.join("demo-repo"))
+        .env("SLIPWAY_E2E_ADMIN", "e2e-admin")
+        .env("SLIPWAY_E2E_PASSWORD", &password);
     let (mut passed, mut failed) = (0, 0);
     let ok = run_counted(&mut cmd, |line| parse_playwright(line, &mut passed, &mut failed));
     terminate(&mut child, Duration::from_secs(20));
@@ -213,6 +230,13 @@ fn browser_tests(ctx: &Ctx, server: &Path, services: &Services, work: &Path, tot
         totals.failures.push(format!("browser tests (server log: {})", log_path.display()));
     }
     Ok(())
+}
+
+/// `n` random bytes from the kernel, as hex.
+fn random_hex(n: usize) -> Result<String, String> {
+    let mut buf = vec![0u8; n];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).map_err(|e| format!("reading /dev/urandom: {e}"))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn work_dir() -> Result<PathBuf, String> {

@@ -578,7 +578,8 @@ impl Store {
 
     /// Builds, newest first, filtered and paged by keyset.
     #[tracing::instrument(skip_all)]
-    pub async fn list_builds(&self, q: &BuildListQuery) -> Result<BuildPage> {
+    /// `visible`: when given, only builds of these projects.
+    pub async fn list_builds(&self, q: &BuildListQuery, visible: Option<&[String]>) -> Result<BuildPage> {
         let limit = q.limit.unwrap_or(50).clamp(1, 200) as i64;
         let project_id = match &q.project {
             Some(p) if !p.trim().is_empty() => Some(self.get_project(p).await?.id),
@@ -607,6 +608,7 @@ impl Store {
              WHERE ($1::text IS NULL OR b.project_id = $1)
                AND ($2::text IS NULL OR r.status = $2)
                AND ($3::timestamptz IS NULL OR (b.created_at, b.id) < ($3, $4))
+               AND ($6::text[] IS NULL OR b.project_id = ANY($6))
              ORDER BY b.created_at DESC, b.id DESC
              LIMIT $5",
         )
@@ -615,6 +617,7 @@ impl Store {
         .bind(q.before.as_ref().map(|c| c.created_at))
         .bind(q.before.as_ref().map(|c| c.id.clone()))
         .bind(limit + 1)
+        .bind(visible)
         .fetch_all(self.pool())
         .await?;
         let mut items = Vec::with_capacity(rows.len());

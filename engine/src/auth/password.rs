@@ -1,0 +1,82 @@
+//! argon2id password hashing, run on a blocking thread so that the ~20 MiB,
+//! tens-of-milliseconds work does not stall the async runtime.
+
+use std::sync::OnceLock;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use rand::rngs::OsRng;
+
+use crate::error::{Error, Result};
+
+/// The hasher: argon2id, version 0x13, the crate's default cost (m = 19 MiB,
+/// t = 2, p = 1, the OWASP minimum). Verification reads the cost from the
+/// stored hash, so raising it later keeps old hashes valid.
+fn hasher() -> Argon2<'static> {
+    Argon2::default()
+}
+
+fn hash_blocking(password: &str) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    hasher()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Io(format!("hashing a password failed: {e}")))
+}
+
+/// A hash of a random password nobody knows, verified against when the
+/// username does not exist, so that such a login takes as long as a wrong
+/// password does.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let random = super::random_secret();
+        // Hashing cannot fail for a valid salt and a short password; if it
+        // somehow did, an unparsable hash still fails verification (faster).
+        hash_blocking(&random).unwrap_or_default()
+    })
+}
+
+/// Verifies in constant time (the comparison of the derived key is
+/// constant-time in the `password-hash` crate).
+fn verify_blocking(hash: &str, password: &str) -> bool {
+    match PasswordHash::new(hash) {
+        Ok(parsed) => hasher().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Hashes a password with argon2id and a fresh random salt; returns the PHC
+/// string (`$argon2id$v=19$m=19456,t=2,p=1$…`).
+pub async fn hash_password(password: &str) -> Result<String> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || hash_blocking(&password))
+        .await
+        .map_err(|e| Error::Io(format!("the password hashing task failed: {e}")))?
+}
+
+/// Whether `password` matches the stored PHC `hash`.
+pub async fn verify_password(hash: &str, password: &str) -> bool {
+    verify_or_dummy(Some(hash.to_owned()), password).await
+}
+
+/// Verifies against `hash`, or against the dummy hash when there is none
+/// (unknown user) and then always fails: both take the same time.
+pub(crate) async fn verify_or_dummy(hash: Option<String>, password: &str) -> bool {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || match hash {
+        Some(h) => verify_blocking(&h, &password),
+        None => {
+            let _ = verify_blocking(dummy_hash(), &password);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Computes the dummy hash ahead of the first login with an unknown
+/// username, so that even the first such attempt is not slower than usual.
+pub(crate) async fn warm_up() {
+    let _ = tokio::task::spawn_blocking(|| dummy_hash().len()).await;
+}

@@ -1,0 +1,128 @@
+//! Authentication of every request: a bearer token (scripts, the CLI) or the
+//! session cookie (the dashboard). The result goes into the request's
+//! extensions as an [`AuthInfo`] that server functions and handlers read.
+//! Cookie-authenticated requests that change state, and websocket upgrades,
+//! must be same-origin (`Sec-Fetch-Site`, else `Origin` against `Host`).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use slipway_app::account::SESSION_COOKIE;
+use slipway_app::auth::{endpoint, AuthInfo};
+use slipway_model::auth::{Permission, Principal};
+use slipway_model::{AppError, ErrorCode};
+
+use crate::http::AppState;
+
+fn error(e: AppError) -> Response {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(e)).into_response()
+}
+
+fn bearer(req: &Request) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+    Some(token.trim().to_string())
+}
+
+fn session_cookie(req: &Request) -> Option<String> {
+    req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|cookies| {
+        cookies.split(';').find_map(|c| {
+            let (k, v) = c.trim().split_once('=')?;
+            (k == SESSION_COOKIE && !v.is_empty()).then(|| v.to_string())
+        })
+    })
+}
+
+/// Whether a browser sent this from another site.
+fn cross_origin(req: &Request) -> bool {
+    if let Some(site) = req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return !matches!(site, "same-origin" | "none");
+    }
+    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+    match (origin, host) {
+        (Some(origin), Some(host)) => {
+            let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or(origin).trim_end_matches('/');
+            origin_host != host
+        }
+        (Some(_), None) => true,
+        // No Origin: not a cross-site browser request (curl, the CLI, same-origin GET).
+        (None, _) => false,
+    }
+}
+
+/// Whether this request changes state (server functions marked `mutates`, or unknown ones).
+fn changes_state(req: &Request) -> bool {
+    if req.method() == Method::GET || req.method() == Method::HEAD || req.method() == Method::OPTIONS {
+        return false;
+    }
+    match req.uri().path().strip_prefix("/api/") {
+        Some(path) => endpoint(path).map(|e| e.mutates).unwrap_or(true),
+        None => true,
+    }
+}
+
+/// The middleware: resolves the caller and refuses cross-origin cookie writes.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let mut info = AuthInfo {
+        ip: req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
+        user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(300).collect()),
+        ..Default::default()
+    };
+    if let Some(token) = bearer(&req) {
+        match state.store.token_principal(&token).await {
+            Ok(Some(p)) => info.principal = Some(p),
+            Ok(None) => {
+                return error(AppError::new(
+                    ErrorCode::Unauthenticated,
+                    "the API token is not valid: unknown, revoked or expired (create a new one on the Account page)",
+                ))
+            }
+            Err(e) => return error(e.into()),
+        }
+    } else if let Some(token) = session_cookie(&req) {
+        match state.store.session_principal(&token).await {
+            Ok(Some(p)) => {
+                info.principal = Some(p);
+                info.via_cookie = true;
+                info.session_token = Some(token);
+            }
+            Ok(None) => {}
+            Err(e) => return error(e.into()),
+        }
+    }
+    let is_ws = req.uri().path().starts_with("/ws/");
+    if info.via_cookie && (changes_state(&req) || is_ws) && cross_origin(&req) {
+        tracing::warn!(path = %req.uri().path(), "refused a cross-origin request carrying the session cookie");
+        return error(AppError::new(
+            ErrorCode::Forbidden,
+            "cross-origin request refused: requests made with the session cookie must come from the Slipway dashboard itself (scripts use a bearer token)",
+        ));
+    }
+    req.extensions_mut().insert(info);
+    next.run(req).await
+}
+
+/// For plain handlers: the caller may read `project_id`, or the error to send
+/// (401; the `not_found` error for non-members, so nothing leaks; 403).
+pub async fn authorize_read(
+    state: &AppState,
+    auth: Option<&AuthInfo>,
+    project_id: &str,
+    not_found: impl FnOnce() -> AppError,
+) -> Result<Principal, AppError> {
+    let principal = auth
+        .and_then(|a| a.principal.clone())
+        .ok_or_else(|| AppError::new(ErrorCode::Unauthenticated, "log in first (or send `Authorization: Bearer <token>`)"))?;
+    let role = state.store.role_in(project_id, &principal.user.id).await?;
+    match slipway_engine::auth::check(&principal, project_id, role, Permission::Read) {
+        slipway_engine::auth::Access::Allowed => Ok(principal),
+        slipway_engine::auth::Access::NotMember => Err(not_found()),
+        slipway_engine::auth::Access::Insufficient => Err(AppError::new(ErrorCode::Forbidden, "your role does not allow reading this project")),
+    }
+}
