@@ -15,6 +15,11 @@ use crate::components::{error_fallback, format_time, ErrorNotice, Loading};
 pub const SESSION_COOKIE: &str = "slipway_session";
 
 #[cfg(feature = "ssr")]
+fn client_info(g: &crate::auth::Guard) -> slipway_model::auth::ClientInfo {
+    slipway_model::auth::ClientInfo { ip: g.info.ip.clone(), user_agent: g.info.user_agent.clone() }
+}
+
+#[cfg(feature = "ssr")]
 fn set_session_cookie(token: Option<&str>) {
     let value = match token {
         Some(t) => format!("{SESSION_COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict; Max-Age=604800"),
@@ -37,9 +42,8 @@ pub async fn me() -> Result<Option<User>, AppError> {
 pub async fn login(username: String, password: String) -> Result<User, AppError> {
     let ctx = crate::server::context()?;
     let g = crate::auth::require("auth/login", None, || AppError::not_found("user")).await?;
-    let ip = g.info.ip.clone().unwrap_or_else(|| "unknown".into());
-    let (user, token) = ctx.store.login(&username, &password, &ip, g.info.user_agent.as_deref()).await?;
-    set_session_cookie(Some(&token));
+    let (user, token) = ctx.store.login(&username, &password, &client_info(&g)).await?;
+    set_session_cookie(Some(token.expose()));
     Ok(user)
 }
 
@@ -49,9 +53,8 @@ pub async fn setup(token: String, username: String, password: String) -> Result<
     let ctx = crate::server::context()?;
     let g = crate::auth::require("auth/setup", None, || AppError::not_found("setup")).await?;
     let user = ctx.store.consume_setup_token(&token, &username, &password).await?;
-    let ip = g.info.ip.clone().unwrap_or_else(|| "unknown".into());
-    let (_, session) = ctx.store.login(&username, &password, &ip, g.info.user_agent.as_deref()).await?;
-    set_session_cookie(Some(&session));
+    let (_, session) = ctx.store.login(&username, &password, &client_info(&g)).await?;
+    set_session_cookie(Some(session.expose()));
     Ok(user)
 }
 
@@ -75,6 +78,7 @@ pub async fn change_password(old_password: String, new_password: String) -> Resu
     let g = crate::auth::require("auth/password", None, || AppError::not_found("user")).await?;
     let user = g.user()?;
     ctx.store.set_password(&user.user.id, &old_password, &new_password).await?;
+    ctx.store.end_other_sessions(&user.user.id, g.info.session_token.as_deref()).await?;
     crate::auth::audit(&g, "password.changed", None, Some(("user", &user.user.id)), serde_json::json!({})).await;
     Ok(())
 }
@@ -92,7 +96,7 @@ pub async fn list_tokens() -> Result<Vec<TokenInfo>, AppError> {
 pub async fn create_token(input: NewToken) -> Result<CreatedToken, AppError> {
     let ctx = crate::server::context()?;
     let g = crate::auth::require("tokens/create", None, || AppError::not_found("token")).await?;
-    Ok(ctx.store.create_token(g.user()?, &input, g.info.ip.as_deref()).await?)
+    Ok(ctx.store.create_token(g.user()?, &input).await?)
 }
 
 /// Revokes one of the caller's tokens (administrators: any token).
@@ -100,7 +104,7 @@ pub async fn create_token(input: NewToken) -> Result<CreatedToken, AppError> {
 pub async fn revoke_token(token: String) -> Result<(), AppError> {
     let ctx = crate::server::context()?;
     let g = crate::auth::require("tokens/revoke", None, || AppError::not_found("token")).await?;
-    ctx.store.revoke_token(g.user()?, &token, g.info.ip.as_deref()).await?;
+    ctx.store.revoke_token(g.user()?, &token).await?;
     Ok(())
 }
 
@@ -153,7 +157,7 @@ pub async fn set_member(project: String, username: String, role: Role) -> Result
     let ctx = crate::server::context()?;
     let pid = project_id(&project).await?;
     let g = crate::auth::require("members/set", Some(&pid), project_not_found(&project)).await?;
-    ctx.store.set_member(&pid, &username, role, g.user()?, g.info.ip.as_deref()).await?;
+    ctx.store.set_member(&pid, &username, role, g.user()?).await?;
     Ok(ctx.store.list_members(&pid).await?)
 }
 
@@ -163,7 +167,7 @@ pub async fn remove_member(project: String, username: String) -> Result<Vec<Memb
     let ctx = crate::server::context()?;
     let pid = project_id(&project).await?;
     let g = crate::auth::require("members/remove", Some(&pid), project_not_found(&project)).await?;
-    ctx.store.remove_member(&pid, &username, g.user()?, g.info.ip.as_deref()).await?;
+    ctx.store.remove_member(&pid, &username, g.user()?).await?;
     Ok(ctx.store.list_members(&pid).await?)
 }
 

@@ -50,7 +50,7 @@ pub async fn list_builds(#[server(default)] query: BuildListQuery) -> Result<Bui
             Ok(ctx.store.list_builds(&query, None).await?)
         }
         _ => {
-            let visible = ctx.store.visible_project_ids(&g.user()?.user).await?;
+            let visible = ctx.store.visible_project_ids(g.user()?).await?;
             Ok(ctx.store.list_builds(&query, visible.as_deref()).await?)
         }
     }

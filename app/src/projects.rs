@@ -14,7 +14,7 @@ use crate::components::{error_fallback, format_time, ErrorNotice, Loading};
 pub async fn list_projects() -> Result<Vec<ProjectSummary>, AppError> {
     let ctx = crate::server::context()?;
     let g = crate::auth::require("projects/list", None, || AppError::not_found("project")).await?;
-    let visible = ctx.store.visible_project_ids(&g.user()?.user).await?;
+    let visible = ctx.store.visible_project_ids(g.user()?).await?;
     let mut all = ctx.store.list_projects().await?;
     if let Some(ids) = visible {
         all.retain(|p| ids.contains(&p.project.id));
@@ -30,7 +30,7 @@ pub async fn create_project(input: NewProject) -> Result<Project, AppError> {
     let user = g.user()?;
     let project = ctx.store.create_project(&input, Some(&user.user.id)).await?;
     // The creator administers the new project.
-    ctx.store.set_member(&project.id, &user.user.username, slipway_model::auth::Role::Admin, user, g.info.ip.as_deref()).await?;
+    ctx.store.set_member(&project.id, &user.user.id, slipway_model::auth::Role::Admin, user).await?;
     crate::auth::audit(&g, "project.created", Some(&project.id), Some(("project", &project.id)), serde_json::json!({ "name": project.name })).await;
     tracing::info!(project = %project.id, name = %project.name, "project created");
     Ok(project)

@@ -8,14 +8,27 @@ use slipway_engine::Store;
 use slipway_server::{app, AppState};
 use sqlx::PgPool;
 
-async fn serve(pool: PgPool) -> String {
+/// A served router and an administrator's token.
+struct Srv {
+    url: String,
+    token: String,
+}
+
+async fn serve(pool: PgPool) -> Srv {
     let leptos = LeptosOptions::builder().output_name("slipway").site_root("target/site").site_pkg_dir("pkg").build();
     let store = Store::from_pool(pool);
+    let admin = store.create_user("cli-admin", None, "a long enough password", true).await.unwrap();
+    let principal = slipway_model::auth::Principal { user: admin, token_id: None, token_project: None, client: Default::default() };
+    let token = store
+        .create_token(&principal, &slipway_model::auth::NewToken { name: "cli".into(), project: None, expires_in_days: None })
+        .await
+        .unwrap()
+        .token;
     let state = AppState::for_tests(leptos, store);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum_serve(listener, app(state)).await });
-    format!("http://{addr}")
+    Srv { url: format!("http://{addr}"), token }
 }
 
 async fn axum_serve(listener: tokio::net::TcpListener, router: axum::Router) {
@@ -23,11 +36,19 @@ async fn axum_serve(listener: tokio::net::TcpListener, router: axum::Router) {
 }
 
 /// Runs `slipway` off the async runtime; returns (success, stdout, stderr).
-async fn slipway(server: &str, args: &[&str]) -> (bool, String, String) {
-    let server = server.to_string();
+async fn slipway(srv: &Srv, args: &[&str]) -> (bool, String, String) {
+    let (server, token) = (srv.url.clone(), srv.token.clone());
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_slipway")).arg("--server").arg(&server).args(&args).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .arg("--server")
+            .arg(&server)
+            .arg("--token")
+            .arg(&token)
+            .env("SLIPWAY_CONFIG", "/nonexistent/slipway-test-config.json")
+            .args(&args)
+            .output()
+            .unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
     })
     .await
@@ -107,7 +128,67 @@ async fn cli_errors_name_the_field_and_exit_non_zero(pool: PgPool) {
     let (ok, _, err) = slipway(&server, &["build", "show", "bld_nope"]).await;
     assert!(!ok);
     assert!(err.contains("build"), "{err}");
-    let (ok, _, err) = slipway("http://127.0.0.1:9", &["project", "list"]).await;
+    let (ok, _, err) = slipway(&Srv { url: "http://127.0.0.1:9".into(), token: "slp_x".into() }, &["project", "list"]).await;
     assert!(!ok);
     assert!(err.contains("cannot reach Slipway"), "{err}");
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn login_stores_a_token_in_a_private_config_and_logout_revokes_it(pool: PgPool) {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let srv = serve(pool).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    let run = |args: Vec<String>, stdin: Option<&'static str>| {
+        let config = config.clone();
+        let url = srv.url.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+                .env("SLIPWAY_CONFIG", &config)
+                .env_remove("SLIPWAY_TOKEN")
+                .arg("--server")
+                .arg(&url)
+                .args(&args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            if let Some(input) = stdin {
+                child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            }
+            let out = child.wait_with_output().unwrap();
+            (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        })
+    };
+    let (ok, out, err) = run(vec!["login".into(), "--username".into(), "cli-admin".into()], Some("a long enough password\n")).await.unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("Logged in"), "{out}");
+    let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let stored: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let token = stored["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("slp_"));
+
+    // Without --server or --token: both come from the config file.
+    let (ok, out, _) = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(env!("CARGO_BIN_EXE_slipway")).env("SLIPWAY_CONFIG", &config).arg("whoami").output().unwrap();
+            (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        })
+        .await
+        .unwrap()
+    };
+    assert!(ok);
+    assert!(out.contains("cli-admin"), "{out}");
+
+    let (ok, _, err) = run(vec!["logout".into()], None).await.unwrap();
+    assert!(ok, "{err}");
+    assert!(!config.exists());
+    // The revoked token is refused at once.
+    let (ok, _, err) = slipway(&Srv { url: srv.url.clone(), token }, &["project", "list"]).await;
+    assert!(!ok);
+    assert!(err.contains("not valid"), "{err}");
 }

@@ -28,8 +28,6 @@ CREATE INDEX deployments_active_idx ON deployments (environment_id, created_at D
 CREATE INDEX deployments_due_idx ON deployments (approved_at)
     WHERE status = 'awaiting_approval' AND approved_at IS NOT NULL;
 
--- Approvals of one deployment, in order (board and deployment views).
-CREATE INDEX approvals_deployment_idx ON approvals (deployment_id, created_at);
 
 -- Finding the image repository of a digest (deploying raw digests, image tags).
 CREATE INDEX build_artifacts_digest_idx ON build_artifacts (digest);

@@ -173,7 +173,8 @@ pub struct Environment {
     pub position: u32,
     /// Approvals needed before a deployment runs; 0 means no gate.
     pub approval_required: u32,
-    /// Usernames who may approve; empty means any project approver or admin.
+    /// Usernames who may approve (and then the only ones); empty means any
+    /// user the caller says may approve (project approvers, admins).
     pub approvers: Vec<String>,
     /// Delay after the gate is satisfied before the deployment starts.
     pub wait_timer_seconds: u64,
@@ -241,6 +242,11 @@ impl EnvironmentInput {
         }
         if !approvers.is_empty() && self.approval_required == 0 {
             problems.push(problem("approval_required", "must be at least 1 when approvers are named"));
+        } else if !approvers.is_empty() && self.approval_required as usize > approvers.len() {
+            problems.push(problem(
+                "approval_required",
+                &format!("{} approvals are required but only {} approvers are named", self.approval_required, approvers.len()),
+            ));
         }
         if self.wait_timer_seconds > MAX_WAIT_TIMER_SECONDS {
             problems.push(problem("wait_timer_seconds", &format!("must be at most {MAX_WAIT_TIMER_SECONDS} (30 days)")));

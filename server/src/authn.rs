@@ -74,9 +74,10 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(300).collect()),
         ..Default::default()
     };
+    let client = slipway_model::auth::ClientInfo { ip: info.ip.clone(), user_agent: info.user_agent.clone() };
     if let Some(token) = bearer(&req) {
         match state.store.token_principal(&token).await {
-            Ok(Some(p)) => info.principal = Some(p),
+            Ok(Some(p)) => info.principal = Some(p.with_client(client)),
             Ok(None) => {
                 return error(AppError::new(
                     ErrorCode::Unauthenticated,
@@ -88,7 +89,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     } else if let Some(token) = session_cookie(&req) {
         match state.store.session_principal(&token).await {
             Ok(Some(p)) => {
-                info.principal = Some(p);
+                info.principal = Some(p.with_client(client));
                 info.via_cookie = true;
                 info.session_token = Some(token);
             }

@@ -12,11 +12,33 @@ use slipway_server::{app, AppState};
 use sqlx::PgPool;
 use tower::ServiceExt;
 
-async fn router(pool: PgPool) -> Router {
+/// The router, and an administrator's API token for calling it.
+struct TestApp {
+    router: Router,
+    token: String,
+}
+
+async fn router(pool: PgPool) -> TestApp {
+    let store = Store::from_pool(pool);
+    let admin = store.create_user("root-admin", None, "a long enough password", true).await.unwrap();
+    let principal = slipway_model::auth::Principal {
+        user: admin,
+        token_id: None,
+        token_project: None,
+        client: Default::default(),
+    };
+    let token = store
+        .create_token(&principal, &slipway_model::auth::NewToken { name: "tests".into(), project: None, expires_in_days: None })
+        .await
+        .unwrap()
+        .token;
+    TestApp { router: router_with(store).await, token }
+}
+
+async fn router_with(store: Store) -> Router {
     let leptos = LeptosOptions::builder().output_name("slipway").site_root("target/site").site_pkg_dir("pkg").build();
     let docker = bollard::Docker::connect_with_local_defaults().ok();
     let registry = std::env::var("SLIPWAY_REGISTRY").ok().filter(|r| r != "none");
-    let store = Store::from_pool(pool);
     app(AppState {
         leptos,
         log_hub: slipway_engine::logstream::LogHub::start(store.clone()),
@@ -24,11 +46,13 @@ async fn router(pool: PgPool) -> Router {
         docker,
         docker_endpoint: "unix:///var/run/docker.sock".into(),
         registry,
+        secrets: None,
     })
 }
 
-async fn call(router: &Router, method: &str, uri: &str, body: Option<&str>) -> (StatusCode, String) {
-    let mut req = Request::builder().method(method).uri(uri);
+async fn call(app: &TestApp, method: &str, uri: &str, body: Option<&str>) -> (StatusCode, String) {
+    let router = &app.router;
+    let mut req = Request::builder().method(method).uri(uri).header("authorization", format!("Bearer {}", app.token));
     if body.is_some() {
         req = req.header("content-type", "application/json").header("accept", "application/json");
     }

@@ -28,6 +28,8 @@ struct Fixture {
     store: Store,
     hub: LogHub,
     build_id: String,
+    /// An administrator's API token: the log endpoints need a reader.
+    token: String,
 }
 
 impl Fixture {
@@ -57,7 +59,14 @@ impl Fixture {
             .await
             .unwrap();
         let hub = LogHub::start_with(store.clone(), config);
-        Fixture { store, hub, build_id: spec.id }
+        let admin = store.create_user("ws-admin", None, "a long enough password", true).await.unwrap();
+        let principal = slipway_model::auth::Principal { user: admin, token_id: None, token_project: None, client: Default::default() };
+        let token = store
+            .create_token(&principal, &slipway_model::auth::NewToken { name: "ws".into(), project: None, expires_in_days: None })
+            .await
+            .unwrap()
+            .token;
+        Fixture { store, hub, build_id: spec.id, token }
     }
 
     fn state(&self) -> AppState {
@@ -69,6 +78,7 @@ impl Fixture {
             docker_endpoint: "not connected".into(),
             registry: None,
             log_hub: self.hub.clone(),
+            secrets: None,
         }
     }
 
@@ -94,7 +104,8 @@ impl Fixture {
     }
 
     async fn get(&self, uri: &str) -> (StatusCode, Option<String>, Option<String>, String) {
-        let res = app(self.state()).oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let req = Request::builder().uri(uri).header("authorization", format!("Bearer {}", self.token)).body(Body::empty()).unwrap();
+        let res = app(self.state()).oneshot(req).await.unwrap();
         let header = |name: &str| res.headers().get(name).map(|v| v.to_str().unwrap().to_string());
         let (content_type, disposition) = (header("content-type"), header("content-disposition"));
         let status = res.status();
@@ -151,8 +162,15 @@ async fn read(socket: &mut Socket, seen: &mut Seen, mut stop: impl FnMut(&Seen) 
     }
 }
 
-async fn connect(addr: SocketAddr, path: &str) -> Socket {
-    let (socket, response) = tokio_tungstenite::connect_async(format!("ws://{addr}{path}")).await.unwrap();
+fn ws_request(token: &str, addr: SocketAddr, path: &str) -> tungstenite::handshake::client::Request {
+    use tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
+    req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+async fn connect(token: &str, addr: SocketAddr, path: &str) -> Socket {
+    let (socket, response) = tokio_tungstenite::connect_async(ws_request(token, addr, path)).await.unwrap();
     assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
     socket
 }
@@ -173,7 +191,7 @@ async fn websocket_sends_the_backlog_then_live_lines_then_the_end(pool: PgPool) 
     tokio::time::timeout(Duration::from_secs(30), stored_backlog).await.unwrap();
 
     // No `run`: the build's newest run.
-    let mut socket = connect(addr, &format!("/ws/builds/{}/logs", fx.build_id)).await;
+    let mut socket = connect(&fx.token, addr, &format!("/ws/builds/{}/logs", fx.build_id)).await;
     let mut seen = Seen::default();
     read(&mut socket, &mut seen, |s| s.seqs.len() >= 151).await;
     for chunk in 0..10 {
@@ -204,7 +222,7 @@ async fn websocket_sends_the_backlog_then_live_lines_then_the_end(pool: PgPool) 
     assert!(line["ts"].as_str().unwrap().contains('T'));
 
     // Resuming from a sequence number, naming the run.
-    let mut again = connect(addr, &format!("/ws/builds/{}/logs?run={run_id}&after=300", fx.build_id)).await;
+    let mut again = connect(&fx.token, addr, &format!("/ws/builds/{}/logs?run={run_id}&after=300", fx.build_id)).await;
     let mut resumed = Seen::default();
     read(&mut again, &mut resumed, |_| false).await;
     assert_eq!(resumed.seqs, (301..351).collect::<Vec<i64>>());
@@ -228,7 +246,7 @@ async fn websocket_answers_404_for_an_unknown_build_or_run_and_422_for_bad_param
         ("/ws/builds/nonsense/logs".to_string(), 422, "invalid_input", Some("build")),
     ];
     for (path, status, code, field) in cases {
-        match tokio_tungstenite::connect_async(format!("ws://{addr}{path}")).await {
+        match tokio_tungstenite::connect_async(ws_request(&fx.token, addr, &path)).await {
             Err(tungstenite::Error::Http(res)) => {
                 assert_eq!(res.status().as_u16(), status, "{path}");
                 let body: Value = serde_json::from_slice(res.body().as_deref().unwrap()).unwrap();
@@ -256,7 +274,7 @@ async fn a_websocket_client_that_stops_reading_is_closed_as_too_slow_and_can_res
     let addr = fx.serve().await;
     let (run_id, sink, writer) = fx.start_run(Masker::default()).await;
     write_lines(&sink, 0, 1).await;
-    let mut socket = connect(addr, &format!("/ws/builds/{}/logs?run={run_id}", fx.build_id)).await;
+    let mut socket = connect(&fx.token, addr, &format!("/ws/builds/{}/logs?run={run_id}", fx.build_id)).await;
     let mut seen = Seen::default();
     read(&mut socket, &mut seen, |s| !s.seqs.is_empty()).await;
 
@@ -280,7 +298,7 @@ async fn a_websocket_client_that_stops_reading_is_closed_as_too_slow_and_can_res
     assert!(seen.end.is_none());
 
     // Reconnecting from there gets the rest, then the end.
-    let mut again = connect(addr, &format!("/ws/builds/{}/logs?run={run_id}&after={after}", fx.build_id)).await;
+    let mut again = connect(&fx.token, addr, &format!("/ws/builds/{}/logs?run={run_id}&after={after}", fx.build_id)).await;
     let mut rest = Seen::default();
     read(&mut again, &mut rest, |_| false).await;
     assert_eq!(rest.seqs, (after + 1..=N as i64).collect::<Vec<i64>>());

@@ -29,10 +29,11 @@ mod sessions;
 mod tokens;
 mod users;
 
-pub use access::{access, authorize, require_global_admin, scoped_role, Access};
+pub use access::{access, authorize, check, require_global_admin, scoped_role, unauthenticated, Access};
 pub use audit::{record_audit_in, AuditRecord, ANONYMOUS_LABEL, SYSTEM_LABEL};
 pub use password::{hash_password, verify_password};
 pub use sessions::{SessionToken, SESSION_COOKIE};
+pub use tokens::looks_like_api_token;
 pub use users::SETUP_TOKEN_TTL_HOURS;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -206,7 +206,14 @@ impl Runner {
             Err(e) => RunOutcome::Failed { code: e.class.as_str().into(), message: e.message, failed_step: e.failed_step },
         };
         match self.store.finish_run(&run.id, &claimed.worker, &outcome).await {
-            Ok(true) => tracing::info!(outcome = ?outcome_name(&outcome), "run finished"),
+            Ok(true) => {
+                tracing::info!(outcome = ?outcome_name(&outcome), "run finished");
+                if matches!(outcome, RunOutcome::Completed { .. }) {
+                    if let Err(e) = crate::release::maybe_auto_release(&self.store, &run.build_id).await {
+                        tracing::warn!(error = %e, "automatic release of the completed build");
+                    }
+                }
+            }
             Ok(false) => tracing::warn!("run finished after its lease was lost; another worker owns it now"),
             Err(e) => tracing::error!(error = %e, "recording the end of a run"),
         }

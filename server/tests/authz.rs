@@ -1,0 +1,362 @@
+//! The authorisation matrix: every endpoint of the table × every kind of
+//! caller, through the whole router, against a fresh database. Plus the
+//! same-origin rule for cookies, revoked tokens, rate limits, and a scan for
+//! secret values in responses, pages and log lines.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use leptos::config::LeptosOptions;
+use serde_json::{json, Value};
+use slipway_app::auth::{Access, ENDPOINTS};
+use slipway_engine::store::SpecInsert;
+use slipway_engine::Store;
+use slipway_model::auth::{NewToken, Principal, Role};
+use slipway_model::project::NewProject;
+use slipway_server::{app, AppState};
+use sqlx::PgPool;
+use tower::ServiceExt;
+
+const PASSWORD: &str = "a long enough password";
+
+struct World {
+    router: Router,
+    store: Store,
+    project: String,
+    build: String,
+    run: String,
+    tokens: Vec<(Caller, Option<String>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Anonymous,
+    Member(Role),
+    OtherProjectAdmin,
+    GlobalAdmin,
+}
+
+async fn token_for(store: &Store, username: &str, is_admin: bool) -> String {
+    let user = store.create_user(username, None, PASSWORD, is_admin).await.unwrap();
+    let p = Principal { user, token_id: None, token_project: None, client: Default::default() };
+    store.create_token(&p, &NewToken { name: "t".into(), project: None, expires_in_days: None }).await.unwrap().token
+}
+
+async fn world(pool: PgPool) -> World {
+    let store = Store::from_pool(pool);
+    let root = store.create_user("root", None, PASSWORD, true).await.unwrap();
+    let root_p = Principal { user: root, token_id: None, token_project: None, client: Default::default() };
+    let project = store
+        .create_project(&NewProject { name: "alpha".into(), repo_url: "https://git.example/alpha.git".into(), ..Default::default() }, None)
+        .await
+        .unwrap();
+    let other = store
+        .create_project(&NewProject { name: "beta".into(), repo_url: "https://git.example/beta.git".into(), ..Default::default() }, None)
+        .await
+        .unwrap();
+    let (sha, hash) = ("a".repeat(40), "b".repeat(64));
+    store.record_manifest(&project.id, &sha, &hash, "services: {}\n", &json!({})).await.unwrap();
+    let (spec, _) = store
+        .create_build_spec(&SpecInsert {
+            project_id: project.id.clone(),
+            git_sha: sha,
+            manifest_hash: hash,
+            services: None,
+            inputs: json!({}),
+            registry: None,
+            cache: None,
+            build_args: Default::default(),
+            force_rebuild: false,
+            idempotency_key: None,
+            created_by: None,
+        })
+        .await
+        .unwrap();
+    let run = store.enqueue_run(&spec.id, None, false).await.unwrap();
+    store.create_user("target-user", None, PASSWORD, false).await.unwrap();
+    store.create_user("login-user", None, PASSWORD, false).await.unwrap();
+
+    let mut tokens = vec![(Caller::Anonymous, None)];
+    for role in Role::ALL {
+        let name = format!("member-{}", role.as_str());
+        let t = token_for(&store, &name, false).await;
+        store.set_member(&project.id, &name, role, &root_p).await.unwrap();
+        tokens.push((Caller::Member(role), Some(t)));
+    }
+    let t = token_for(&store, "outsider", false).await;
+    store.set_member(&other.id, "outsider", Role::Admin, &root_p).await.unwrap();
+    tokens.push((Caller::OtherProjectAdmin, Some(t)));
+    tokens.push((Caller::GlobalAdmin, Some(token_for(&store, "global", true).await)));
+
+    let leptos = LeptosOptions::builder().output_name("slipway").site_root("target/site").site_pkg_dir("pkg").build();
+    let router = app(AppState::for_tests(leptos, store.clone()));
+    World { router, store, project: project.id, build: spec.id, run: run.id, tokens }
+}
+
+async fn send(router: &Router, req: Request<Body>) -> (StatusCode, String) {
+    let res = router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A request to `path` that would succeed for an allowed caller.
+fn request_for(w: &World, path: &str, n: usize, token: Option<&str>) -> Request<Body> {
+    let (p, b, r) = (&w.project, &w.build, &w.run);
+    let (method, uri, body): (&str, String, Option<Value>) = match path {
+        "GET /api/builds/{build}/logs" => ("GET", format!("/api/builds/{b}/logs?run={r}"), None),
+        "GET /builds/{build}/logs.txt" => ("GET", format!("/builds/{b}/logs.txt?run={r}"), None),
+        "GET /ws/builds/{build}/logs" => ("GET", format!("/ws/builds/{b}/logs?run={r}"), None),
+        "GET /healthz" => ("GET", "/healthz".into(), None),
+        fn_path => {
+            let body = match fn_path {
+                "auth/me" | "auth/logout" | "tokens/list" | "users/list" | "projects/list" => json!({}),
+                "auth/login" => json!({ "username": "login-user", "password": PASSWORD }),
+                "auth/setup" => json!({ "token": "not-a-setup-token", "username": "x", "password": PASSWORD }),
+                "auth/password" => json!({ "old_password": "wrong old password", "new_password": "another long password" }),
+                "tokens/create" => json!({ "input": { "name": format!("made-{n}") } }),
+                "tokens/revoke" => json!({ "token": "tok_00000000000000000000000000" }),
+                "users/create" => json!({ "username": format!("new-user-{n}"), "password": PASSWORD }),
+                "projects/create" => json!({ "input": { "name": format!("proj-{n}"), "repo_url": "https://git.example/x.git" } }),
+                "projects/show" | "members/list" | "secrets/list" => json!({ "project": p }),
+                "members/set" => json!({ "project": p, "username": "target-user", "role": "viewer" }),
+                "members/remove" => json!({ "project": p, "username": "target-user" }),
+                "secrets/set" => json!({ "project": p, "name": "API_KEY", "value": "s3cr3t-value-1234" }),
+                "secrets/delete" => json!({ "project": p, "name": "API_KEY" }),
+                "audit/list" => json!({ "query": {} }),
+                "builds/list" => json!({ "query": { "project": p } }),
+                "builds/create" => json!({ "input": { "project": p, "ref": "main", "run": false } }),
+                "builds/run" => json!({ "build": b }),
+                "builds/cancel" | "builds/show" | "builds/runs" | "builds/artifacts" | "builds/diagnose" => json!({ "build": b }),
+                other => panic!("no request for endpoint `{other}`: add one to the matrix"),
+            };
+            ("POST", format!("/api/{fn_path}"), Some(body))
+        }
+    };
+    let mut req = Request::builder().method(method).uri(uri).header("accept", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    match body {
+        Some(b) => req.header("content-type", "application/json").body(Body::from(b.to_string())).unwrap(),
+        None => req.body(Body::empty()).unwrap(),
+    }
+}
+
+/// What a caller must get from an endpoint: `None` = allowed (anything but 401/403,
+/// and for project endpoints not 404 either).
+fn expected(access: Access, caller: Caller) -> Option<StatusCode> {
+    match (access, caller) {
+        (Access::Public, _) => None,
+        (_, Caller::Anonymous) => Some(StatusCode::UNAUTHORIZED),
+        (Access::Authenticated, _) => None,
+        (Access::Admin, Caller::GlobalAdmin) => None,
+        (Access::Admin, _) => Some(StatusCode::FORBIDDEN),
+        (Access::Project(_), Caller::GlobalAdmin) => None,
+        // Not a member: the same answer as for a resource that does not exist.
+        (Access::Project(_), Caller::OtherProjectAdmin) => Some(StatusCode::NOT_FOUND),
+        (Access::Project(perm), Caller::Member(role)) => (!role.allows(perm)).then_some(StatusCode::FORBIDDEN),
+    }
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn every_endpoint_answers_every_caller_as_the_table_says(pool: PgPool) {
+    let w = world(pool).await;
+    let mut n = 0;
+    let mut failures = Vec::new();
+    for ep in ENDPOINTS {
+        for (caller, token) in &w.tokens {
+            n += 1;
+            let (status, body) = send(&w.router, request_for(&w, ep.path, n, token.as_deref())).await;
+            let ok = match expected(ep.access, *caller) {
+                Some(want) => status == want,
+                None => {
+                    status != StatusCode::UNAUTHORIZED
+                        && status != StatusCode::FORBIDDEN
+                        && !(matches!(ep.access, Access::Project(_)) && status == StatusCode::NOT_FOUND)
+                        && status != StatusCode::INTERNAL_SERVER_ERROR
+                }
+            };
+            if !ok {
+                failures.push(format!("{} as {caller:?}: got {status}, expected {:?}: {}", ep.path, expected(ep.access, *caller), &body[..body.len().min(200)]));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {n} cases wrong:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn every_registered_server_function_is_in_the_table() {
+    let table: Vec<&str> = ENDPOINTS.iter().map(|e| e.path).collect();
+    let mut missing = Vec::new();
+    for (path, _) in server_fn::axum::server_fn_paths() {
+        let short = path.strip_prefix("/api/").unwrap_or(path);
+        if !table.contains(&short) {
+            missing.push(path);
+        }
+    }
+    assert!(missing.is_empty(), "server functions without an authorisation rule: {missing:?}");
+}
+
+async fn cookie_for(w: &World, username: &str) -> String {
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/auth/login")
+        .header("content-type", "application/json")
+        .body(Body::from(json!({ "username": username, "password": PASSWORD }).to_string()))
+        .unwrap();
+    let res = w.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let cookie = res.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    cookie.split(';').next().unwrap().to_string()
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_state_changing_call_with_a_cookie_from_another_origin_is_refused(pool: PgPool) {
+    let w = world(pool).await;
+    let cookie = cookie_for(&w, "member-developer").await;
+    let create = |headers: &[(&str, &str)]| {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri("/api/builds/run")
+            .header("content-type", "application/json")
+            .header("host", "slipway.test")
+            .header("cookie", &cookie);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.body(Body::from(json!({ "build": w.build }).to_string())).unwrap()
+    };
+    let (status, body) = send(&w.router, create(&[("origin", "http://evil.example")])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("cross-origin"), "{body}");
+    let (status, _) = send(&w.router, create(&[("sec-fetch-site", "cross-site")])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Same origin: allowed (409: the build already has an active run).
+    let (status, body) = send(&w.router, create(&[("origin", "http://slipway.test"), ("sec-fetch-site", "same-origin")])).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // Reads with the cookie from anywhere are fine (the browser will not let the other site read them).
+    let read = Request::builder()
+        .method("POST")
+        .uri("/api/builds/show")
+        .header("content-type", "application/json")
+        .header("cookie", &cookie)
+        .header("origin", "http://evil.example")
+        .body(Body::from(json!({ "build": w.build }).to_string()))
+        .unwrap();
+    assert_eq!(send(&w.router, read).await.0, StatusCode::OK);
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_revoked_or_expired_token_is_refused_at_once(pool: PgPool) {
+    let w = world(pool).await;
+    let user = w.store.find_user_by_username("member-viewer").await.unwrap().unwrap();
+    let p = Principal { user, token_id: None, token_project: None, client: Default::default() };
+    let created = w.store.create_token(&p, &NewToken { name: "short".into(), project: None, expires_in_days: None }).await.unwrap();
+    let list = |t: &str| {
+        Request::builder()
+            .method("POST")
+            .uri("/api/projects/list")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {t}"))
+            .body(Body::from("{}"))
+            .unwrap()
+    };
+    assert_eq!(send(&w.router, list(&created.token)).await.0, StatusCode::OK);
+    w.store.revoke_token(&p, &created.info.id).await.unwrap();
+    let (status, body) = send(&w.router, list(&created.token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    // Expired: move the expiry into the past.
+    let other = w.store.create_token(&p, &NewToken { name: "exp".into(), project: None, expires_in_days: Some(1) }).await.unwrap();
+    sqlx::query("UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(&other.info.id)
+        .execute(w.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(send(&w.router, list(&other.token)).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn wrong_passwords_are_rate_limited(pool: PgPool) {
+    let w = world(pool).await;
+    let login = |pw: &str| {
+        Request::builder()
+            .method("POST")
+            .uri("/api/auth/login")
+            .header("content-type", "application/json")
+            .body(Body::from(json!({ "username": "login-user", "password": pw }).to_string()))
+            .unwrap()
+    };
+    for _ in 0..5 {
+        assert_eq!(send(&w.router, login("not the password")).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let (status, body) = send(&w.router, login(PASSWORD)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "even the right password waits: {body}");
+}
+
+/// Collects every log line the server writes during a test.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn no_response_page_or_log_line_contains_a_secret_value(pool: PgPool) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::DEBUG).with_writer(move || writer.clone()).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let w = world(pool).await;
+    let admin = w.tokens.iter().find(|(c, _)| *c == Caller::GlobalAdmin).unwrap().1.clone().unwrap();
+    let secret = "zq-secret-value-8675309";
+    let mut bodies = Vec::new();
+    let post = |path: &str, body: Value| {
+        Request::builder()
+            .method("POST")
+            .uri(format!("/api/{path}"))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {admin}"))
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let (status, body) = send(&w.router, post("secrets/set", json!({ "project": w.project, "name": "DB_PASSWORD", "value": secret }))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    bodies.push(body);
+    for (path, body) in [
+        ("secrets/list", json!({ "project": w.project })),
+        ("audit/list", json!({ "query": {} })),
+        ("projects/show", json!({ "project": w.project })),
+        ("builds/show", json!({ "build": w.build })),
+    ] {
+        let (status, body) = send(&w.router, post(path, body)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        bodies.push(body);
+    }
+    let page = Request::builder().uri("/projects/alpha").header("authorization", format!("Bearer {admin}")).body(Body::empty()).unwrap();
+    let (status, html) = send(&w.router, page).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("DB_PASSWORD") || html.contains("alpha"), "the page rendered");
+    bodies.push(html);
+    let stored: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM secrets").fetch_all(w.store.pool()).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(!String::from_utf8_lossy(&stored[0].0).contains(secret));
+    for b in &bodies {
+        assert!(!b.contains(secret), "a response contains the secret: {b}");
+    }
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    assert!(logs.contains("secrets/set"), "the capture saw the requests");
+    assert!(!logs.contains(secret), "a log line contains the secret");
+}
