@@ -16,7 +16,8 @@ function slowRepo(): string {
   writeFileSync(join(dir, '.slipway/manifest.yaml'), 'services:\n  ticker:\n    build: ticker\n');
   writeFileSync(
     join(dir, 'ticker/Dockerfile'),
-    'FROM slipway/busybox:1\nRUN for i in 1 2 3 4 5 6 7 8 9 10; do echo "tick $i"; sleep 0.3; done\n',
+    // The nonce keeps BuildKit from answering the RUN step from its cache.
+    `FROM slipway/busybox:1\nRUN echo nonce-${Date.now()} && for i in 1 2 3 4 5 6 7 8 9 10; do echo "tick $i"; sleep 0.3; done\n`,
   );
   const git = (...args: string[]) =>
     execFileSync('git', ['-C', dir, '-c', 'user.name=e2e', '-c', 'user.email=e2e@localhost', ...args]);
@@ -46,7 +47,7 @@ test('a running build shows its log lines as they arrive', async ({ page }) => {
   await expect(log).toContainText('tick 10', { timeout: 30_000 });
   await expect(page.locator('#log-end')).toContainText('completed', { timeout: 30_000 });
   // Step sections carry the BuildKit step name.
-  await expect(page.locator('.log-step[data-step*="RUN for i in"]')).toBeVisible();
+  await expect(page.locator('.log-step[data-step*="RUN echo nonce"]')).toBeVisible();
 
   // Search narrows the lines; every line has a link.
   await page.locator('#log-search').fill('tick 7');
@@ -60,7 +61,7 @@ test('a 100,000-line log renders only the rows in view and stays searchable', as
   mkdirSync(join(dir, '.slipway'));
   mkdirSync(join(dir, 'big'));
   writeFileSync(join(dir, '.slipway/manifest.yaml'), 'registry: none\nservices:\n  big:\n    build: big\n');
-  writeFileSync(join(dir, 'big/Dockerfile'), 'FROM slipway/busybox:1\nRUN seq 1 100000\n');
+  writeFileSync(join(dir, 'big/Dockerfile'), `FROM slipway/busybox:1\nRUN echo nonce-${Date.now()} && seq 1 100000\n`);
   const git = (...args: string[]) =>
     execFileSync('git', ['-C', dir, '-c', 'user.name=e2e', '-c', 'user.email=e2e@localhost', ...args]);
   git('init', '-q', '-b', 'main');

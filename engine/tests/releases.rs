@@ -216,6 +216,8 @@ impl Fixture {
             assert_eq!(info.state.as_ref().and_then(|s| s.running), Some(true), "{service} in {env} is not running");
             let host = info.host_config.as_ref().unwrap();
             assert_eq!(host.network_mode.as_deref(), Some("none"), "containers never get a network");
+            let restart = host.restart_policy.as_ref().and_then(|r| r.name);
+            assert_eq!(restart, Some(bollard::models::RestartPolicyNameEnum::UNLESS_STOPPED));
             let networks = info.network_settings.as_ref().and_then(|n| n.networks.clone()).unwrap_or_default();
             assert!(networks.keys().all(|k| k == "none"), "{networks:?}");
             let reference = info.config.as_ref().and_then(|c| c.image.clone()).unwrap();
@@ -897,4 +899,25 @@ async fn environments_follow_the_manifest_and_the_dashboard(pool: PgPool) {
     let envs = release::list_environments(&store, &project.slug).await.unwrap();
     assert_eq!(names(&envs), ["qa", "test", "production"]);
     assert_eq!(envs.iter().map(|e| e.position).collect::<Vec<_>>(), [0, 1, 2]);
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn an_image_missing_from_the_engine_is_pulled_by_digest(pool: PgPool) {
+    let fx = fixture(pool).await;
+    let v1 = fx.release_version("v1", app_files("v1")).await;
+    let build = fx.store.get_build(&v1.build_id).await.unwrap();
+    // Forget the engine's references to the api image (tag and digest); the registry still has it.
+    let api = build.artifacts.iter().find(|a| a.service_name == "api").unwrap();
+    let repo = release::target::repository_of(&api.image_ref).to_string();
+    for reference in [api.image_ref.clone(), format!("{repo}@{}", api.digest)] {
+        // Untagging the last tag of a repository also drops its digest reference.
+        let _ = fx.docker.remove_image(&reference, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
+    }
+    assert!(fx.docker.inspect_image(&format!("{repo}@{}", api.digest)).await.is_err());
+
+    let d = fx.deploy("test", "v1", None).await.unwrap();
+    let d = fx.execute(&d).await;
+    assert_eq!(d.status, DeploymentStatus::Succeeded, "{:?}", d.error_message);
+    assert_eq!(digests_of(&fx.running("test").await), v1.image_digests);
+    fx.cleanup().await;
 }

@@ -371,6 +371,7 @@ async fn text_download_and_paged_json_read_the_stored_log(pool: PgPool) {
                 .method("POST")
                 .uri("/api/builds/show")
                 .header("content-type", "application/json")
+                .header("authorization", format!("Bearer {}", fx.token))
                 .body(Body::from(serde_json::json!({ "build": build }).to_string()))
                 .unwrap(),
         )

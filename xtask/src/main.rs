@@ -27,7 +27,7 @@ commands:
   test                   install what is missing, build, start the services the tests need,
                          and run the whole suite (unit, store, router, engine and browser tests)
   build                  install what is missing and build the site and the server (release)
-  bench [NAME]           start the services and run the benchmarks (builds), printing their numbers";
+  bench [NAME]           start the services and run the benchmarks (builds, logs), printing their numbers";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -11,15 +11,19 @@
 //! previous containers are stopped and removed and the new ones renamed to
 //! their stable names. When any new container fails, every new container is
 //! removed and the previous ones keep running; the error says why (exit
-//! code, last log lines, or the engine's refusal).
+//! code, last log lines, or the engine's refusal). Containers run with an
+//! init process (so a stop is prompt) and, once they replaced the previous
+//! ones, the restart policy `unless-stopped`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, HostConfig};
+use bollard::models::{
+    ContainerCreateBody, ContainerStateStatusEnum, ContainerUpdateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum,
+};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, LogsOptions, RemoveContainerOptions, RenameContainerOptions,
-    StopContainerOptions,
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    RenameContainerOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use futures::StreamExt;
@@ -191,10 +195,16 @@ impl LocalDockerTarget {
             }
             tokio::time::sleep(Duration::from_millis(200).min(self.settle)).await;
         }
+        for s in &started {
+            if let Err(e) = self.check_name_free(plan, s).await {
+                self.remove_all(&started).await;
+                return Err(e);
+            }
+        }
         // Everything new runs: replace the previous containers.
         let mut views = Vec::with_capacity(started.len());
         for s in &started {
-            self.replace(s).await?;
+            self.replace(plan, s).await?;
             views.push(ContainerView {
                 service: s.service.clone(),
                 name: s.stable_name.clone(),
@@ -269,15 +279,24 @@ impl LocalDockerTarget {
             cmd: svc.command.clone(),
             env: (!svc.env.is_empty()).then(|| svc.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             labels: Some(labels),
-            host_config: Some(HostConfig { network_mode: Some("none".into()), ..Default::default() }),
+            // An init process forwards stop signals (a server running as PID 1
+            // usually ignores SIGTERM) and reaps zombies. Never any network.
+            host_config: Some(HostConfig { network_mode: Some("none".into()), init: Some(true), ..Default::default() }),
             ..Default::default()
         };
         let options = CreateContainerOptions { name: Some(temp_name.clone()), ..Default::default() };
-        let created = self
-            .docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(|e| DeployError::service(&svc.service, format!("the engine refused to create the container: {}", engine_message(&e))))?;
+        let created = match self.docker.create_container(Some(options.clone()), body.clone()).await {
+            Err(e) if engine_message(&e).contains("docker-init") => {
+                tracing::warn!("this engine has no docker-init; running the container without an init process");
+                let mut body = body;
+                if let Some(h) = body.host_config.as_mut() {
+                    h.init = None;
+                }
+                self.docker.create_container(Some(options), body).await
+            }
+            other => other,
+        }
+        .map_err(|e| DeployError::service(&svc.service, format!("the engine refused to create the container: {}", engine_message(&e))))?;
         let started = Started {
             service: svc.service.clone(),
             temp_name,
@@ -367,22 +386,50 @@ impl LocalDockerTarget {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
-    /// Stops and removes the previous container of a service, then gives the
-    /// new one the stable name.
-    async fn replace(&self, s: &Started) -> Result<(), DeployError> {
-        if let Ok(old) = self.docker.inspect_container(&s.stable_name, None).await {
-            if let Some(old_id) = old.id.filter(|id| *id != s.id) {
-                let stop = StopContainerOptions { t: Some(self.stop_timeout), ..Default::default() };
-                if let Err(e) = self.docker.stop_container(&old_id, Some(stop)).await {
-                    tracing::warn!(container = %s.stable_name, error = %e, "stopping the previous container");
-                }
-                self.docker
-                    .remove_container(&old_id, Some(RemoveContainerOptions { force: true, ..Default::default() }))
-                    .await
-                    .map_err(|e| {
-                        DeployError::service(&s.service, format!("the previous container could not be removed: {}", engine_message(&e)))
-                    })?;
+    /// Refuses to touch a container with a stable name that Slipway did not
+    /// create for this project (checked before anything is replaced).
+    async fn check_name_free(&self, plan: &DeployPlan, s: &Started) -> Result<(), DeployError> {
+        if let Ok(existing) = self.docker.inspect_container(&s.stable_name, None).await {
+            let labels = existing.config.and_then(|c| c.labels).unwrap_or_default();
+            if labels.get(&format!("{LABEL_PREFIX}project")) != Some(&plan.project_id) {
+                return Err(DeployError::service(
+                    &s.service,
+                    format!("a container named {} exists that this project's deployments did not create; remove or rename it", s.stable_name),
+                ));
             }
+        }
+        Ok(())
+    }
+
+    /// Stops and removes every previous container of the service in this
+    /// environment (the one with the stable name, and any left under a
+    /// temporary name by an interrupted rollout), gives the new one the
+    /// stable name, and lets the engine restart it from now on.
+    async fn replace(&self, plan: &DeployPlan, s: &Started) -> Result<(), DeployError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{LABEL_PREFIX}project={}", plan.project_id),
+                format!("{LABEL_PREFIX}environment={}", plan.environment),
+                format!("{LABEL_PREFIX}service={}", s.service),
+            ],
+        )]);
+        let previous = self
+            .docker
+            .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
+            .await
+            .map_err(|e| DeployError::service(&s.service, format!("listing the previous containers failed: {}", engine_message(&e))))?;
+        for old_id in previous.into_iter().filter_map(|c| c.id).filter(|id| *id != s.id) {
+            let stop = StopContainerOptions { t: Some(self.stop_timeout), ..Default::default() };
+            if let Err(e) = self.docker.stop_container(&old_id, Some(stop)).await {
+                tracing::debug!(container = %old_id, error = %e, "stopping a previous container");
+            }
+            self.docker
+                .remove_container(&old_id, Some(RemoveContainerOptions { force: true, ..Default::default() }))
+                .await
+                .map_err(|e| {
+                    DeployError::service(&s.service, format!("the previous container could not be removed: {}", engine_message(&e)))
+                })?;
         }
         self.docker
             .rename_container(&s.id, RenameContainerOptions { name: s.stable_name.clone() })
@@ -392,7 +439,16 @@ impl LocalDockerTarget {
                     &s.service,
                     format!("the new container {} could not be renamed to {}: {}", s.temp_name, s.stable_name, engine_message(&e)),
                 )
-            })
+            })?;
+        // Restarted by the engine only now: during the rollout an exit must be seen as a failure.
+        let restart = ContainerUpdateBody {
+            restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
+            ..Default::default()
+        };
+        if let Err(e) = self.docker.update_container(&s.id, restart).await {
+            tracing::warn!(container = %s.stable_name, error = %e, "setting the restart policy");
+        }
+        Ok(())
     }
 
     async fn remove(&self, id: &str) {
