@@ -134,6 +134,7 @@ pub async fn create_user(
 #[cfg(feature = "ssr")]
 async fn project_id(project: &str) -> Result<String, AppError> {
     let ctx = crate::server::context()?;
+    crate::auth::require_login()?;
     Ok(ctx.store.get_project(project).await?.id)
 }
 

@@ -66,6 +66,20 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep("builds/runs", Project(P::Read), false),
     ep("builds/artifacts", Project(P::Read), false),
     ep("builds/diagnose", Project(P::Read), false),
+    ep("releases/create", Project(P::Release), true),
+    ep("releases/list", Project(P::Read), false),
+    ep("releases/show", Project(P::Read), false),
+    ep("environments/list", Project(P::Read), false),
+    ep("environments/save", Project(P::Admin), true),
+    ep("environments/delete", Project(P::Admin), true),
+    ep("deployments/request", Project(P::Deploy), true),
+    ep("deployments/promote", Project(P::Deploy), true),
+    ep("deployments/rollback", Project(P::Deploy), true),
+    ep("deployments/approve", Project(P::Approve), true),
+    ep("deployments/reject", Project(P::Approve), true),
+    ep("deployments/show", Project(P::Read), false),
+    ep("deployments/board", Project(P::Read), false),
+    ep("deployments/diff", Project(P::Read), false),
     ep("GET /api/builds/{build}/logs", Project(P::Read), false),
     ep("GET /builds/{build}/logs.txt", Project(P::Read), false),
     ep("GET /ws/builds/{build}/logs", Project(P::Read), false),
@@ -123,6 +137,15 @@ mod server {
 
         pub fn user_id(&self) -> Option<&str> {
             self.principal.as_ref().map(|p| p.user.id.as_str())
+        }
+    }
+
+    /// 401 unless someone is logged in; call before looking a resource up, so
+    /// an anonymous caller learns nothing about what exists.
+    pub fn require_login() -> Result<(), AppError> {
+        match auth_info().principal {
+            Some(_) => Ok(()),
+            None => Err(unauthenticated()),
         }
     }
 

@@ -15,6 +15,7 @@ use crate::components::{error_fallback, format_time, ErrorNotice, Loading};
 #[server(prefix = "/api", endpoint = "builds/create", input = Json)]
 pub async fn create_build(input: NewBuild) -> Result<BuildDetail, AppError> {
     let ctx = crate::server::context()?;
+    crate::auth::require_login()?;
     let not_found = || AppError::not_found(format!("project `{}`", input.project));
     let project = ctx.store.get_project(&input.project).await.map_err(|_| not_found())?;
     let g = crate::auth::require("builds/create", Some(&project.id), not_found).await?;
@@ -104,6 +105,7 @@ pub async fn cancel_build(build: String) -> Result<BuildRun, AppError> {
 #[cfg(feature = "ssr")]
 async fn authorize_build(endpoint: &str, build: &str) -> Result<(String, String, crate::auth::Guard), AppError> {
     let ctx = crate::server::context()?;
+    crate::auth::require_login()?;
     let build = require_build_id(build)?;
     let not_found = || AppError::not_found(format!("build `{build}`"));
     let spec = ctx.store.get_build_spec(&build).await.map_err(|_| not_found())?;
@@ -380,6 +382,9 @@ fn BuildView(d: BuildDetail, cancel: ServerAction<CancelBuild>, rerun: ServerAct
                 {r.failed_step.clone().map(|s| view! { <p>"Step: "<code>{s}</code></p> })}
                 <p>{r.error_message.clone().unwrap_or_default()}</p>
             </div>
+        })}
+        {(status == Some(BuildRunStatus::Completed)).then(|| view! {
+            <section class="panel"><crate::releases::CreateReleaseButton project=spec.project_slug.clone() build_id=spec.id.clone()/></section>
         })}
         <DiagnosisPanel build_id=d.spec.id.clone() failed=latest.as_ref().map(|r| r.status == BuildRunStatus::Failed).unwrap_or(false)/>
         <section class="panel">

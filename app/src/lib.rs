@@ -9,6 +9,7 @@ pub mod components;
 pub mod logview;
 pub mod pages;
 pub mod projects;
+pub mod releases;
 #[cfg(feature = "ssr")]
 pub mod server;
 
@@ -72,8 +73,8 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/projects/:project") view=projects::ProjectPage/>
                         <Route path=path!("/builds") view=builds::BuildsPage/>
                         <Route path=path!("/builds/:build") view=builds::BuildPage/>
-                        <Route path=path!("/releases") view=pages::ReleasesPage/>
-                        <Route path=path!("/environments") view=pages::EnvironmentsPage/>
+                        <Route path=path!("/releases") view=releases::ReleasesPage/>
+                        <Route path=path!("/environments") view=releases::EnvironmentsPage/>
                         <Route path=path!("/login") view=account::LoginPage/>
                         <Route path=path!("/setup") view=account::SetupPage/>
                         <Route path=path!("/account") view=account::AccountPage/>

@@ -20,21 +20,3 @@ pub fn NotFound() -> impl IntoView {
     }
 }
 
-#[component]
-fn Planned(title: &'static str, text: &'static str) -> impl IntoView {
-    view! {
-        <Title text=title/>
-        <header class="page-header"><h1>{title}</h1></header>
-        <section class="panel"><p class="empty">{text}</p></section>
-    }
-}
-
-#[component]
-pub fn ReleasesPage() -> impl IntoView {
-    view! { <Planned title="Releases" text="No releases yet: releases need completed builds."/> }
-}
-
-#[component]
-pub fn EnvironmentsPage() -> impl IntoView {
-    view! { <Planned title="Environments" text="No environments yet: promotion is not available in this version."/> }
-}

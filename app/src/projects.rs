@@ -40,7 +40,9 @@ pub async fn create_project(input: NewProject) -> Result<Project, AppError> {
 #[server(prefix = "/api", endpoint = "projects/show", input = Json)]
 pub async fn get_project(project: String) -> Result<Project, AppError> {
     let ctx = crate::server::context()?;
-    let p = ctx.store.get_project(&project).await?;
+    crate::auth::require_login()?;
+    let not_found = || AppError::not_found(format!("project `{project}`"));
+    let p = ctx.store.get_project(&project).await.map_err(|_| not_found())?;
     crate::auth::require("projects/show", Some(&p.id), || AppError::not_found(format!("project `{project}`"))).await?;
     Ok(p)
 }

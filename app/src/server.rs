@@ -4,11 +4,13 @@ use slipway_engine::Store;
 use slipway_model::AppError;
 
 /// What every server function can reach; provided by the server per request.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AppContext {
     pub store: Store,
     /// Encrypts project secrets; `None` when the server has no key.
     pub secrets: Option<std::sync::Arc<slipway_engine::secrets::SecretBox>>,
+    /// Wakes the deploy executor of this process (when it runs one).
+    pub deploy_kick: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 /// The request's context, or an internal error if the server did not provide it.

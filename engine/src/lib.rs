@@ -10,6 +10,7 @@ pub mod error;
 pub mod build;
 pub mod health;
 pub mod logstream;
+pub mod pipeline;
 pub mod release;
 pub mod secrets;
 pub mod store;

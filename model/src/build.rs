@@ -278,3 +278,12 @@ mod tests {
         assert!(!b.force_rebuild);
     }
 }
+
+/// What importing an exported build created in the target project: the build
+/// (spec, its completed run, the artifacts with the digests pushed to the
+/// target's registry) and the release referencing it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportedBuild {
+    pub build: BuildDetail,
+    pub release: crate::release::Release,
+}

@@ -10,6 +10,7 @@ pub mod health;
 pub mod id;
 pub mod logs;
 pub mod manifest;
+pub mod pipeline;
 pub mod project;
 pub mod release;
 pub mod secret;

@@ -183,7 +183,7 @@ pub struct Environment {
 }
 
 /// Create or update an environment from the dashboard.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvironmentInput {
     /// `[a-z][a-z0-9-]{0,62}`.
     pub name: String,
@@ -387,6 +387,11 @@ pub struct Deployment {
     pub approvers_still_needed: Vec<String>,
     /// Containers it started (set when it succeeded).
     pub containers: Vec<ContainerView>,
+    /// The pipeline run (`pip_…`) this deployment belongs to: a `git_sha` +
+    /// `manifest_hash` request records the deployment as `pending` (no digests
+    /// yet) and starts this run; its deploy step fills in the release.
+    #[serde(default)]
+    pub pipeline_run_id: Option<String>,
 }
 
 /// One column of the promotion board.

@@ -33,6 +33,8 @@ pub struct AppState {
     pub log_hub: slipway_engine::logstream::LogHub,
     /// Encrypts project secrets (`None`: secrets cannot be set).
     pub secrets: Option<std::sync::Arc<slipway_engine::secrets::SecretBox>>,
+    /// Wakes the deploy executor (None: this process runs no deployments).
+    pub deploy_kick: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -52,12 +54,13 @@ impl AppState {
             docker: None,
             docker_endpoint: "not connected".into(),
             registry: None,
+            deploy_kick: None,
             secrets: Some(std::sync::Arc::new(slipway_engine::secrets::SecretBox::new(slipway_engine::secrets::MasterKey::from_bytes([9; 32])))),
         }
     }
 
     fn context(&self) -> AppContext {
-        AppContext { store: self.store.clone(), secrets: self.secrets.clone() }
+        AppContext { store: self.store.clone(), secrets: self.secrets.clone(), deploy_kick: self.deploy_kick.clone() }
     }
 }
 

@@ -183,7 +183,8 @@ async fn serve_inner(
             serve.addr
         );
     }
-    let state = AppState { leptos, store, docker, docker_endpoint, registry, log_hub: log_hub.clone(), secrets: Some(secrets) };
+    let deploy_kick = docker.as_ref().map(|d| start_deploy_executor(store.clone(), d.clone(), shutdown.clone()));
+    let state = AppState { leptos, store, docker, docker_endpoint, registry, log_hub: log_hub.clone(), secrets: Some(secrets), deploy_kick };
     let router = app(state);
     let listener = tokio::net::TcpListener::from_std(listener)?;
     tracing::info!(url = %format!("http://{}", serve.addr), "Slipway is serving the dashboard");
@@ -283,4 +284,31 @@ pub async fn run_admin_create(common: Common, serve: Serve, username: String) ->
     .await;
     started.stop().await;
     result
+}
+
+/// Runs deployments on the local Docker engine: whenever a request or an
+/// approval makes one runnable (woken through the returned notifier), and
+/// every 2 s for approved deployments whose wait timer has run out.
+fn start_deploy_executor(store: Store, docker: bollard::Docker, shutdown: CancellationToken) -> Arc<tokio::sync::Notify> {
+    let kick = Arc::new(tokio::sync::Notify::new());
+    let wake = kick.clone();
+    tokio::spawn(async move {
+        let target = slipway_engine::release::LocalDockerTarget::new(docker);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+            }
+            match slipway_engine::release::run_pending(&store, &target).await {
+                Ok(done) => {
+                    for d in done {
+                        tracing::info!(deployment = %d.id, environment = %d.environment, status = %d.status.as_str(), "deployment finished");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "running pending deployments"),
+            }
+        }
+    });
+    kick
 }

@@ -28,6 +28,7 @@ struct World {
     project: String,
     build: String,
     run: String,
+    deployment: String,
     tokens: Vec<(Caller, Option<String>)>,
 }
 
@@ -75,6 +76,47 @@ async fn world(pool: PgPool) -> World {
         })
         .await
         .unwrap();
+    // A completed run with an artifact, a release of it, two environments
+    // (prod gated) and a deployment to prod awaiting approval.
+    let first = store.enqueue_run(&spec.id, None, false).await.unwrap();
+    store.claim_run("authz", std::time::Duration::from_secs(60), "test").await.unwrap().unwrap();
+    store
+        .insert_artifact(&first.id, &spec.id, &slipway_engine::store::ArtifactInsert {
+            service_name: "api".into(),
+            image_ref: "127.0.0.1:5000/alpha/api:sha-aaaaaaaaaaaa".into(),
+            digest: format!("sha256:{}", "c".repeat(64)),
+            platforms: vec!["linux/amd64".into()],
+            size_bytes: Some(1),
+        })
+        .await
+        .unwrap();
+    assert!(store.finish_run(&first.id, "authz", &slipway_engine::store::RunOutcome::Completed { reused_from: None }).await.unwrap());
+    let release = slipway_engine::release::create_release(
+        &store,
+        &slipway_model::release::NewRelease { project: project.id.clone(), build: spec.id.clone(), tag: Some("v1".into()), version: None, notes: None },
+        None,
+    )
+    .await
+    .unwrap();
+    for (name, gate) in [("test", 0), ("prod", 1)] {
+        slipway_engine::release::create_environment(
+            &store,
+            &project.id,
+            &slipway_model::release::EnvironmentInput { name: name.into(), approval_required: gate, ..Default::default() },
+        )
+        .await
+        .unwrap();
+    }
+    let deployment = slipway_engine::release::request_deploy(
+        &store,
+        &project.id,
+        &slipway_model::release::DeployRequest { environment: "prod".into(), release: Some("v1".into()), ..Default::default() },
+        Some(&root_p.user.id),
+        slipway_model::release::DeploymentKind::Deploy,
+    )
+    .await
+    .unwrap();
+    let _ = &release;
     let run = store.enqueue_run(&spec.id, None, false).await.unwrap();
     store.create_user("target-user", None, PASSWORD, false).await.unwrap();
     store.create_user("login-user", None, PASSWORD, false).await.unwrap();
@@ -93,7 +135,7 @@ async fn world(pool: PgPool) -> World {
 
     let leptos = LeptosOptions::builder().output_name("slipway").site_root("target/site").site_pkg_dir("pkg").build();
     let router = app(AppState::for_tests(leptos, store.clone()));
-    World { router, store, project: project.id, build: spec.id, run: run.id, tokens }
+    World { router, store, project: project.id, build: spec.id, run: run.id, deployment: deployment.id, tokens }
 }
 
 async fn send(router: &Router, req: Request<Body>) -> (StatusCode, String) {
@@ -105,7 +147,7 @@ async fn send(router: &Router, req: Request<Body>) -> (StatusCode, String) {
 
 /// A request to `path` that would succeed for an allowed caller.
 fn request_for(w: &World, path: &str, n: usize, token: Option<&str>) -> Request<Body> {
-    let (p, b, r) = (&w.project, &w.build, &w.run);
+    let (p, b, r, d) = (&w.project, &w.build, &w.run, &w.deployment);
     let (method, uri, body): (&str, String, Option<Value>) = match path {
         "GET /api/builds/{build}/logs" => ("GET", format!("/api/builds/{b}/logs?run={r}"), None),
         "GET /builds/{build}/logs.txt" => ("GET", format!("/builds/{b}/logs.txt?run={r}"), None),
@@ -131,6 +173,16 @@ fn request_for(w: &World, path: &str, n: usize, token: Option<&str>) -> Request<
                 "builds/create" => json!({ "input": { "project": p, "ref": "main", "run": false } }),
                 "builds/run" => json!({ "build": b }),
                 "builds/cancel" | "builds/show" | "builds/runs" | "builds/artifacts" | "builds/diagnose" => json!({ "build": b }),
+                "releases/create" => json!({ "input": { "project": p, "build": b } }),
+                "releases/list" | "environments/list" | "deployments/board" => json!({ "project": p }),
+                "releases/show" => json!({ "project": p, "release": "v1" }),
+                "environments/save" => json!({ "project": p, "input": { "name": format!("env-{n}") } }),
+                "environments/delete" => json!({ "project": p, "environment": format!("env-{}", n - 1) }),
+                "deployments/request" => json!({ "project": p, "request": { "environment": "test", "release": "v1" } }),
+                "deployments/promote" => json!({ "project": p, "from": "test", "to": "prod" }),
+                "deployments/rollback" => json!({ "project": p, "environment": "test" }),
+                "deployments/diff" => json!({ "project": p, "from": "test", "to": "prod" }),
+                "deployments/approve" | "deployments/reject" | "deployments/show" => json!({ "deployment": d }),
                 other => panic!("no request for endpoint `{other}`: add one to the matrix"),
             };
             ("POST", format!("/api/{fn_path}"), Some(body))
@@ -177,9 +229,11 @@ async fn every_endpoint_answers_every_caller_as_the_table_says(pool: PgPool) {
                 Some(StatusCode::OK) if ep.access == Access::Public => status != StatusCode::FORBIDDEN && status != StatusCode::INTERNAL_SERVER_ERROR,
                 Some(want) => status == want,
                 None => {
+                    // Rollback of an environment with no earlier release may answer 404 for it.
+                    let may_404 = ep.path == "deployments/rollback";
                     status != StatusCode::UNAUTHORIZED
                         && status != StatusCode::FORBIDDEN
-                        && !(matches!(ep.access, Access::Project(_)) && status == StatusCode::NOT_FOUND)
+                        && !(matches!(ep.access, Access::Project(_)) && status == StatusCode::NOT_FOUND && !may_404)
                         && status != StatusCode::INTERNAL_SERVER_ERROR
                 }
             };

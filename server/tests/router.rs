@@ -47,6 +47,7 @@ async fn router_with(store: Store) -> Router {
         docker_endpoint: "unix:///var/run/docker.sock".into(),
         registry,
         secrets: None,
+        deploy_kick: None,
     })
 }
 

@@ -79,6 +79,7 @@ impl Fixture {
             registry: None,
             log_hub: self.hub.clone(),
             secrets: None,
+            deploy_kick: None,
         }
     }
 

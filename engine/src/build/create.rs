@@ -118,6 +118,10 @@ pub async fn create_build(store: &Store, input: &NewBuild, created_by: Option<&s
     let parsed_json = serde_json::from_str::<serde_json::Value>(&parsed.canonical_json())
         .unwrap_or_else(|_| serde_json::json!({}));
     store.record_manifest(&project.id, &sha, &hash, &content, &parsed_json).await?;
+    // The environments of the newest built manifest are the project's promotion path.
+    if !parsed.environments.is_empty() {
+        crate::release::sync_environments_from_manifest(store, &project.id, &parsed).await?;
+    }
     let mut inputs = input.inputs.clone().unwrap_or_else(|| serde_json::json!({}));
     if input.development {
         if let Some(obj) = inputs.as_object_mut() {

@@ -56,6 +56,7 @@ struct DeploymentRow {
     completed_at: Option<DateTime<Utc>>,
     error_message: Option<String>,
     containers: serde_json::Value,
+    pipeline_run_id: Option<String>,
     approval_required: i32,
     approvers: Vec<String>,
     wait_timer_seconds: i32,
@@ -64,7 +65,7 @@ struct DeploymentRow {
 const DEPLOYMENT_COLUMNS: &str = "d.id, d.project_id, e.name AS environment, d.environment_id, d.release_id, \
      r.tag AS release_tag, d.image_digests, d.git_sha, d.status, d.kind, pe.name AS promoted_from, d.requested_by, \
      u.username AS requested_by_name, d.direct, d.created_at, d.approved_at, d.started_at, d.completed_at, \
-     d.error_message, d.containers, e.approval_required, e.approvers, e.wait_timer_seconds";
+     d.error_message, d.containers, d.pipeline_run_id, e.approval_required, e.approvers, e.wait_timer_seconds";
 
 const DEPLOYMENT_JOINS: &str = "JOIN environments e ON e.id = d.environment_id \
      LEFT JOIN releases r ON r.id = d.release_id \
@@ -179,6 +180,7 @@ fn assemble(row: DeploymentRow, approvals: Vec<ApprovalRow>) -> Result<Deploymen
         approvals_needed: if waiting { gate.needed } else { 0 },
         approvers_still_needed: if waiting { gate.still_needed } else { Vec::new() },
         containers,
+        pipeline_run_id: row.pipeline_run_id,
     })
 }
 
@@ -270,6 +272,8 @@ struct NewDeployment<'a> {
     requested_by: Option<&'a str>,
     inputs: serde_json::Value,
     direct: bool,
+    /// The pipeline run whose deploy step made it.
+    pipeline_run_id: Option<String>,
 }
 
 /// Records a deploy request for one environment of a project.
@@ -278,8 +282,12 @@ struct NewDeployment<'a> {
 /// `inputs.release_id`), raw `image_digests` (each must be an image this
 /// project built), an `image_tag` (the newest release whose images carry
 /// it), or a `git_sha` with `direct` (the newest release of that commit).
-/// `git_sha` + `manifest_hash` without `direct` is the pipeline shape, not
-/// available yet. A gated environment (`approval_required > 0`) puts the
+/// `git_sha` (+ `manifest_hash`, checked when given) without `direct` is the
+/// pipeline shape: it starts the manifest's pipeline that deploys to this
+/// environment ([`crate::pipeline`]; `inputs.pipeline` names one) and returns
+/// the deployment recorded for it: `pending`, without digests yet, with
+/// `pipeline_run_id` set; the run's deploy step fills in its release and
+/// starts it (through the gate). A gated environment (`approval_required > 0`) puts the
 /// deployment in `awaiting_approval` — `direct` does not bypass the gate —
 /// otherwise it is `deploying` at once and the caller runs
 /// [`execute_deployment`]. Refused while the environment is being deployed.
@@ -292,30 +300,57 @@ pub async fn request_deploy(
     kind: DeploymentKind,
 ) -> Result<Deployment> {
     let project = store.get_project(project).await?;
-    let env = find_environment(store, &project.id, &project.slug, &req.environment).await?;
     let inputs = match &req.inputs {
         None | Some(serde_json::Value::Null) => serde_json::json!({}),
         Some(v) if v.is_object() => v.clone(),
         Some(_) => return Err(AppError::invalid("inputs", "must be a JSON object").into()),
     };
+    if let Some((sha, hash)) = pipeline_shape(req, &inputs) {
+        return crate::pipeline::request_pipeline_deploy(store, &project, &req.environment, &sha, hash.as_deref(), &inputs, requested_by)
+            .await;
+    }
+    let env = find_environment(store, &project.id, &project.slug, &req.environment).await?;
     let source = resolve_source(store, &project, req, &inputs).await?;
     insert_deployment(
         store,
         &env,
-        NewDeployment { source, kind, promoted_from: None, requested_by, inputs, direct: req.direct },
+        NewDeployment { source, kind, promoted_from: None, requested_by, inputs, direct: req.direct, pipeline_run_id: None },
     )
     .await
 }
 
-async fn resolve_source(store: &Store, project: &Project, req: &DeployRequest, inputs: &serde_json::Value) -> Result<Source> {
-    let nonempty = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+/// The release named by a request: `release`, else `inputs.release_id` /
+/// `release_tag` / `release`.
+fn release_reference(req: &DeployRequest, inputs: &serde_json::Value) -> Option<String> {
     let from_inputs = ["release_id", "release_tag", "release"]
         .iter()
         .find_map(|k| inputs.get(*k).and_then(|v| v.as_str()))
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_string);
-    let release_ref = nonempty(&req.release).or(from_inputs);
+    req.release.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).or(from_inputs)
+}
+
+/// `Some((git_sha, manifest_hash))` when the request runs the pipeline: a
+/// well-formed `git_sha`, no `direct`, and nothing else to deploy (no
+/// release, digests or image tag). Malformed fields are left to
+/// [`resolve_source`], which names them.
+fn pipeline_shape(req: &DeployRequest, inputs: &serde_json::Value) -> Option<(String, Option<String>)> {
+    let nonempty = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    if req.direct || release_reference(req, inputs).is_some() || req.image_digests.is_some() || nonempty(&req.image_tag).is_some() {
+        return None;
+    }
+    let sha = nonempty(&req.git_sha).filter(|s| is_git_sha(s))?;
+    let hash = nonempty(&req.manifest_hash);
+    if hash.as_deref().is_some_and(|h| !is_manifest_hash(h)) {
+        return None;
+    }
+    Some((sha, hash))
+}
+
+async fn resolve_source(store: &Store, project: &Project, req: &DeployRequest, inputs: &serde_json::Value) -> Result<Source> {
+    let nonempty = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    let release_ref = release_reference(req, inputs);
     let image_tag = nonempty(&req.image_tag);
     let git_sha = nonempty(&req.git_sha);
     let manifest_hash = nonempty(&req.manifest_hash);
@@ -364,11 +399,8 @@ async fn resolve_source(store: &Store, project: &Project, req: &DeployRequest, i
         }
     } else if let Some(sha) = git_sha.clone() {
         if !req.direct {
-            return Err(AppError::unavailable(
-                "pipeline deploys are not available yet: deploy a release (tag or id), image_digests or image_tag, \
-                 or pass direct to deploy the newest release of that commit",
-            )
-            .into());
+            // request_deploy sends this shape to the pipeline before resolving a source.
+            return Err(AppError::invalid("git_sha", "runs the pipeline; it cannot be resolved to a release here").into());
         }
         match newest_release_of_commit(store, &project.id, &sha, manifest_hash.as_deref()).await? {
             Some(rel) => Source::of_release(rel),
@@ -512,8 +544,8 @@ async fn insert_deployment(store: &Store, env: &Environment, new: NewDeployment<
     let status = if gated { DeploymentStatus::AwaitingApproval } else { DeploymentStatus::Deploying };
     let inserted = sqlx::query(
         "INSERT INTO deployments (id, project_id, environment_id, release_id, image_digests, git_sha, status, kind,
-                                  promoted_from_environment_id, requested_by, inputs, direct, started_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, CASE WHEN $7 = 'deploying' THEN now() END)",
+                                  promoted_from_environment_id, requested_by, inputs, direct, started_at, pipeline_run_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, CASE WHEN $7 = 'deploying' THEN now() END, $13)",
     )
     .bind(&id)
     .bind(&env.project_id)
@@ -527,6 +559,7 @@ async fn insert_deployment(store: &Store, env: &Environment, new: NewDeployment<
     .bind(new.requested_by)
     .bind(&new.inputs)
     .bind(new.direct)
+    .bind(&new.pipeline_run_id)
     .execute(&mut *tx)
     .await;
     match inserted {
@@ -543,6 +576,173 @@ async fn insert_deployment(store: &Store, env: &Environment, new: NewDeployment<
     tx.commit().await?;
     tracing::info!(deployment = %id, environment = %env.name, status = %status, kind = %new.kind, "deployment requested");
     get_deployment(store, &id).await
+}
+
+// ---------------------------------------------------------------------------
+// Pipeline deployments
+// ---------------------------------------------------------------------------
+
+/// Records, in `tx` (which also records the pipeline run), the deployment a
+/// pipeline deploy request asked for: `pending`, no digests yet, linked to
+/// the run. Like any new request it supersedes the environment's older
+/// requests that never ran. Returns its id.
+pub(crate) async fn insert_pipeline_placeholder(
+    tx: &mut Transaction<'_, Postgres>,
+    env: &Environment,
+    pipeline_run_id: &str,
+    git_sha: &str,
+    requested_by: Option<&str>,
+    inputs: &serde_json::Value,
+) -> Result<String> {
+    let id = id::new_id(DEPLOYMENT);
+    lock_environment(tx, &env.id).await?;
+    sqlx::query(
+        "UPDATE deployments SET status = 'superseded', completed_at = now(), error_message = 'superseded by ' || $2
+         WHERE environment_id = $1 AND status IN ('pending', 'awaiting_approval')",
+    )
+    .bind(&env.id)
+    .bind(&id)
+    .execute(&mut **tx)
+    .await?;
+    let inserted = sqlx::query(
+        "INSERT INTO deployments (id, project_id, environment_id, image_digests, git_sha, status, kind, requested_by,
+                                  inputs, direct, pipeline_run_id)
+         VALUES ($1, $2, $3, '{}', $4, 'pending', 'deploy', $5, $6, false, $7)",
+    )
+    .bind(&id)
+    .bind(&env.project_id)
+    .bind(&env.id)
+    .bind(git_sha)
+    .bind(requested_by)
+    .bind(inputs)
+    .bind(pipeline_run_id)
+    .execute(&mut **tx)
+    .await;
+    match inserted {
+        Ok(_) => Ok(id),
+        Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() && db.constraint() == Some("deployments_requested_by_fkey") => {
+            Err(AppError::invalid("requested_by", "no such user").into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A pipeline's deploy step: deploys `release` to `environment` for run
+/// `pipeline_run_id`. The run's `pending` deployment to that environment (a
+/// pipeline deploy request) gets the release's digests and starts — through
+/// the gate, and refused (conflict) while another deployment of the
+/// environment rolls out; without one, a new deployment linked to the run is
+/// requested. A deployment the run already made there is returned as it is
+/// (resuming a step), whatever its status (it may have been superseded).
+pub(crate) async fn deploy_for_pipeline(
+    store: &Store,
+    project: &Project,
+    environment: &str,
+    release: &Release,
+    pipeline_run_id: &str,
+    requested_by: Option<&str>,
+) -> Result<Deployment> {
+    let env = find_environment(store, &project.id, &project.slug, environment).await?;
+    let mut tx = store.pool().begin().await?;
+    lock_environment(&mut tx, &env.id).await?;
+    let existing: Option<(String, String)> = sqlx::query_as(
+        "SELECT id, status FROM deployments WHERE pipeline_run_id = $1 AND environment_id = $2
+         ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    .bind(pipeline_run_id)
+    .bind(&env.id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match existing {
+        Some((id, status)) if status == DeploymentStatus::Pending.as_str() => {
+            let gated = env.approval_required > 0;
+            let deploying: Option<(String,)> =
+                sqlx::query_as("SELECT id FROM deployments WHERE environment_id = $1 AND status = 'deploying'")
+                    .bind(&env.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let (false, Some((other,))) = (gated, &deploying) {
+                return Err(busy(&env.name, other));
+            }
+            sqlx::query(
+                "UPDATE deployments SET status = 'superseded', completed_at = now(), error_message = 'superseded by ' || $2
+                 WHERE environment_id = $1 AND status IN ('pending', 'awaiting_approval') AND id <> $2",
+            )
+            .bind(&env.id)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            let status = if gated { DeploymentStatus::AwaitingApproval } else { DeploymentStatus::Deploying };
+            let digests = serde_json::to_value(&release.image_digests).map_err(internal)?;
+            let updated = sqlx::query(
+                "UPDATE deployments SET release_id = $2, image_digests = $3, git_sha = $4, status = $5,
+                        started_at = CASE WHEN $5 = 'deploying' THEN now() END
+                 WHERE id = $1 AND status = 'pending'",
+            )
+            .bind(&id)
+            .bind(&release.id)
+            .bind(&digests)
+            .bind(&release.git_sha)
+            .bind(status.as_str())
+            .execute(&mut *tx)
+            .await;
+            match updated {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(db)) if db.constraint() == Some("deployments_one_deploying_idx") => {
+                    return Err(busy(&env.name, &deploying.map(|d| d.0).unwrap_or_else(|| "another deployment".into())));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            tx.commit().await?;
+            tracing::info!(deployment = %id, environment = %env.name, status = %status, "pipeline deployment started");
+            get_deployment(store, &id).await
+        }
+        Some((id, _)) => {
+            drop(tx);
+            get_deployment(store, &id).await
+        }
+        None => {
+            drop(tx);
+            insert_deployment(
+                store,
+                &env,
+                NewDeployment {
+                    source: Source::of_release(release.clone()),
+                    kind: DeploymentKind::Deploy,
+                    promoted_from: None,
+                    requested_by,
+                    inputs: serde_json::json!({ "pipeline_run_id": pipeline_run_id }),
+                    direct: false,
+                    pipeline_run_id: Some(pipeline_run_id.to_string()),
+                },
+            )
+            .await
+        }
+    }
+}
+
+/// Starts one approved deployment whose wait timer has run out (what
+/// [`start_due_deployments`] does for all). Returns whether it started.
+pub(crate) async fn advance_if_due(store: &Store, deployment_id: &str, environment_id: &str) -> Result<bool> {
+    let mut tx = store.pool().begin().await?;
+    lock_environment(&mut tx, environment_id).await?;
+    let started = advance(&mut tx, deployment_id).await?;
+    tx.commit().await?;
+    Ok(started)
+}
+
+/// Fails the deployments a pipeline run was asked for but never started
+/// (its deploy step did not run), with `message`.
+pub(crate) async fn fail_pipeline_placeholders(store: &Store, pipeline_run_id: &str, message: &str) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE deployments SET status = 'failed', completed_at = now(), error_message = $2
+         WHERE pipeline_run_id = $1 AND status = 'pending'",
+    )
+    .bind(pipeline_run_id)
+    .bind(message)
+    .execute(store.pool())
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Deploys the release now running in `from_env` to `to_env` (kind
@@ -569,6 +769,7 @@ pub async fn promote(store: &Store, project: &str, from_env: &str, to_env: &str,
             requested_by,
             inputs: serde_json::json!({}),
             direct: false,
+            pipeline_run_id: None,
         },
     )
     .await
@@ -608,6 +809,7 @@ pub async fn rollback(store: &Store, project: &str, environment: &str, requested
             requested_by,
             inputs: serde_json::json!({ "rollback_to_deployment": from_dep, "rollback_from_deployment": current.id }),
             direct: false,
+            pipeline_run_id: None,
         },
     )
     .await

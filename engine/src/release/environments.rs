@@ -42,7 +42,7 @@ impl From<EnvironmentRow> for Environment {
 }
 
 /// The environment `name_or_id` of a project.
-pub(super) async fn find_environment(store: &Store, project_id: &str, project_slug: &str, name_or_id: &str) -> Result<Environment> {
+pub(crate) async fn find_environment(store: &Store, project_id: &str, project_slug: &str, name_or_id: &str) -> Result<Environment> {
     let key = name_or_id.trim();
     let row: Option<EnvironmentRow> = sqlx::query_as(&format!(
         "SELECT {ENVIRONMENT_COLUMNS} FROM environments e WHERE e.project_id = $1 AND (e.name = $2 OR e.id = $2)"

@@ -1,0 +1,124 @@
+import { test, expect, Browser, Page, APIRequestContext } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { login } from './auth';
+
+const PASSWORD = 'promotion-e2e-password';
+const stamp = Date.now();
+const project = `promo-${stamp}`;
+
+function repo(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'slipway-e2e-promo-'));
+  mkdirSync(join(dir, '.slipway'));
+  mkdirSync(join(dir, 'web'));
+  writeFileSync(
+    join(dir, '.slipway/manifest.yaml'),
+    [
+      'services:',
+      '  web:',
+      '    build: web',
+      'environments:',
+      '  - name: test',
+      '  - name: staging',
+      '  - name: production',
+      '    approval:',
+      '      required: 2',
+      '',
+    ].join('\n'),
+  );
+  writeFileSync(
+    join(dir, 'web/Dockerfile'),
+    `FROM slipway/busybox:1\nRUN mkdir -p /srv && echo promo-${stamp} > /srv/index.html\nCMD ["httpd", "-f", "-p", "8080", "-h", "/srv"]\n`,
+  );
+  const git = (...args: string[]) => execFileSync('git', ['-C', dir, '-c', 'user.name=e2e', '-c', 'user.email=e2e@localhost', ...args]);
+  git('init', '-q', '-b', 'main');
+  git('add', '-A');
+  git('commit', '-q', '-m', 'promo');
+  return dir;
+}
+
+async function ok(res: Promise<any>) {
+  const r = await res;
+  expect(r.ok(), await r.text()).toBeTruthy();
+  return r.json();
+}
+
+async function userPage(browser: Browser, username: string): Promise<Page> {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await login(page, username, PASSWORD);
+  return page;
+}
+
+test.afterAll(() => {
+  // Remove the containers this test deployed.
+  try {
+    const ids = execFileSync('docker', ['ps', '-aq', '--filter', `label=dev.slipway.project-slug=${project}`]).toString().split(/\s+/).filter(Boolean);
+    if (ids.length) execFileSync('docker', ['rm', '-f', ...ids]);
+  } catch {
+    /* the engine may already be gone */
+  }
+});
+
+test('promote as a developer, approve as two approvers, the board follows without a reload', async ({ page, browser }) => {
+  test.setTimeout(180_000);
+  // The administrator sets up the project and its people.
+  await login(page);
+  const api: APIRequestContext = page.request;
+  await ok(api.post('/api/projects/create', { data: { input: { name: project, repo_url: repo() } } }));
+  for (const [username, role] of [['dev', 'developer'], ['ap1', 'approver'], ['ap2', 'approver']]) {
+    const name = `${username}-${stamp}`;
+    await ok(api.post('/api/users/create', { data: { username: name, password: PASSWORD } }));
+    await ok(api.post('/api/members/set', { data: { project, username: name, role } }));
+  }
+
+  // The developer builds, releases and deploys to test through the API…
+  const dev = await userPage(browser, `dev-${stamp}`);
+  const build = await ok(dev.request.post('/api/builds/create', { data: { input: { project } } }));
+  await expect
+    .poll(async () => (await ok(dev.request.post('/api/builds/show', { data: { build: build.spec.id } }))).runs[0].status, { timeout: 60_000 })
+    .toBe('completed');
+  const release = await ok(dev.request.post('/api/releases/create', { data: { input: { project, build: build.spec.id, tag: 'v1.0.0' } } }));
+  await ok(dev.request.post('/api/deployments/request', { data: { project, request: { environment: 'test', release: 'v1.0.0' } } }));
+
+  // …then promotes with one click on the board.
+  let reloads = 0;
+  dev.on('load', () => reloads++);
+  await dev.goto(`/environments?project=${project}`);
+  await expect(dev.locator('body[data-hydrated="true"]')).toBeVisible();
+  reloads = 0;
+  const column = (p: Page, env: string) => p.locator(`#board section[data-env="${env}"]`);
+  await expect(column(dev, 'test').locator('[data-current="v1.0.0"]')).toBeVisible({ timeout: 60_000 });
+  await column(dev, 'test').getByRole('button', { name: 'Promote to staging →' }).click();
+  await expect(column(dev, 'staging').locator('[data-current="v1.0.0"]')).toBeVisible({ timeout: 60_000 });
+  await column(dev, 'staging').getByRole('button', { name: 'Promote to production →' }).click();
+  const pending = column(dev, 'production').locator('.pending');
+  await expect(pending).toContainText('awaiting_approval', { timeout: 30_000 });
+  await expect(pending).toContainText('approvals 0/2');
+  // The requester cannot approve their own deployment.
+  await pending.getByRole('button', { name: 'Approve' }).click();
+  await expect(dev.getByRole('alert')).toContainText(/own|requested/i);
+
+  // Two approvers approve, each on their own board.
+  for (const who of ['ap1', 'ap2']) {
+    const ap = await userPage(browser, `${who}-${stamp}`);
+    await ap.goto(`/environments?project=${project}`);
+    await expect(ap.locator('body[data-hydrated="true"]')).toBeVisible();
+    await column(ap, 'production').locator('.pending').getByRole('button', { name: 'Approve' }).click();
+    await expect(column(ap, 'production').locator('.pending, [data-current="v1.0.0"]').first()).toBeVisible();
+    await ap.context().close();
+  }
+
+  // The developer's board shows production running v1.0.0, without a reload.
+  await expect(column(dev, 'production').locator('[data-current="v1.0.0"]')).toBeVisible({ timeout: 60_000 });
+  expect(reloads).toBe(0);
+
+  // Production runs exactly the release's digests.
+  const board = await ok(dev.request.post('/api/deployments/board', { data: { project } }));
+  const prod = board.environments.find((c: any) => c.environment.name === 'production');
+  expect(prod.current.image_digests).toEqual(release.image_digests);
+  expect(prod.current.containers.map((c: any) => c.digest)).toEqual(Object.values(release.image_digests));
+  await dev.context().close();
+});
