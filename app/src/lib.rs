@@ -8,6 +8,7 @@ pub mod builds;
 pub mod components;
 pub mod logview;
 pub mod pages;
+pub mod pipelines;
 pub mod projects;
 pub mod releases;
 #[cfg(feature = "ssr")]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
 use serde_json::json;
-use slipway_model::build::{BuildArtifact, BuildDetail, BuildListQuery, BuildPage, BuildRun, NewBuild};
+use slipway_model::build::{BuildArtifact, BuildDetail, BuildListQuery, BuildPage, BuildRun, ImportedBuild, NewBuild};
 use slipway_model::status::BuildRunStatus;
 
 use crate::client::Client;
@@ -77,6 +77,22 @@ pub enum BuildCmd {
     /// Everything about a build: spec, runs, artifacts, last 30 log lines and,
     /// for a failure, its class, cause, hint and failed stage.
     Diagnose { build: String },
+    /// Write a completed build (its record and its images) to a .tgz file.
+    Export {
+        build: String,
+        /// Where to write the archive.
+        #[arg(long, short = 'f')]
+        file: std::path::PathBuf,
+    },
+    /// Import a build exported with `build export` into a project: its images
+    /// are pushed to that project's registry and a release of it is created.
+    Import {
+        #[arg(long)]
+        project: String,
+        /// The archive `build export` wrote.
+        #[arg(long, short = 'f')]
+        file: std::path::PathBuf,
+    },
     /// Print a run's log (the newest run unless --run); --follow streams it live.
     Logs {
         build: String,
@@ -232,6 +248,8 @@ pub fn run(cmd: &BuildCmd, client: &Client, json_out: bool) -> anyhow::Result<()
                 crate::logs::print_all(client, build, run.as_deref())?;
             }
         }
+        BuildCmd::Export { build, file } => export(client, build, file, json_out)?,
+        BuildCmd::Import { project, file } => import(client, project, file, json_out)?,
         BuildCmd::Cancel { build } => {
             let r: BuildRun = client.call("builds/cancel", json!({ "build": build }))?;
             if json_out {
@@ -326,4 +344,72 @@ fn print_artifacts(artifacts: &[BuildArtifact]) {
         .map(|a| vec![a.service_name.clone(), a.image_ref.clone(), a.digest.clone(), a.size_bytes.map(|s| s.to_string()).unwrap_or_default()])
         .collect::<Vec<_>>();
     table::print(&["SERVICE", "IMAGE", "DIGEST", "SIZE"], &rows);
+}
+
+/// Hex-escapes what is not safe in a URL path segment.
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `slipway build export <build> -f build.tgz`: streams the archive into a
+/// temporary file next to the target and renames it when complete.
+fn export(client: &Client, build: &str, file: &std::path::Path, json_out: bool) -> anyhow::Result<()> {
+    let build = build.trim();
+    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let name = file.file_name().ok_or_else(|| anyhow!("{} is not a file name", file.display()))?.to_string_lossy().into_owned();
+    let partial = dir.join(format!(".{name}.partial"));
+    let mut out = std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    let written = match client.download(&format!("/builds/{}/export", path_segment(build)), &mut out) {
+        Ok(n) => n,
+        Err(e) => {
+            drop(out);
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    out.sync_all().with_context(|| format!("writing {}", partial.display()))?;
+    drop(out);
+    std::fs::rename(&partial, file).with_context(|| format!("moving the archive to {}", file.display()))?;
+    if json_out {
+        return print_json(&json!({ "build": build, "file": file.display().to_string(), "size_bytes": written }));
+    }
+    println!("Exported build {build} to {} ({written} bytes)", file.display());
+    Ok(())
+}
+
+/// `slipway build import --project <p> -f build.tgz`: streams the archive up.
+fn import(client: &Client, project: &str, file: &std::path::Path, json_out: bool) -> anyhow::Result<()> {
+    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let len = f.metadata().with_context(|| format!("reading {}", file.display()))?.len();
+    let imported: ImportedBuild = client.upload(
+        &format!("/api/projects/{}/import", path_segment(project.trim())),
+        "application/gzip",
+        len,
+        std::io::BufReader::new(f),
+    )?;
+    if json_out {
+        return print_json(&imported);
+    }
+    let r = &imported.release;
+    println!(
+        "Imported build {} into {} as build {}",
+        imported
+            .build
+            .spec
+            .inputs
+            .get("imported_from")
+            .and_then(|f| f.get("build_id"))
+            .and_then(|b| b.as_str())
+            .unwrap_or("?"),
+        imported.build.spec.project_slug,
+        imported.build.spec.id
+    );
+    println!("Created release {} ({})", r.tag.clone().unwrap_or_else(|| r.id.clone()), r.id);
+    print_artifacts(&imported.build.artifacts);
+    Ok(())
 }

@@ -76,6 +76,52 @@ impl Client {
         }
     }
 
+    /// An agent for large transfers: no overall timeout, generous per-read and
+    /// per-write ones (the server packs an export before its first byte).
+    fn transfer_agent(&self) -> ureq::Agent {
+        ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout_read(Duration::from_secs(30 * 60))
+            .timeout_write(Duration::from_secs(30 * 60))
+            .build()
+    }
+
+    /// GETs a raw body (`path` starts with `/`) and streams it into `out`.
+    /// Returns the number of bytes written.
+    pub fn download(&self, path: &str, out: &mut dyn std::io::Write) -> anyhow::Result<u64> {
+        let url = format!("{}{path}", self.base);
+        match self.with_auth(self.transfer_agent().get(&url)).call() {
+            Ok(resp) => {
+                let mut reader = resp.into_reader();
+                Ok(std::io::copy(&mut reader, out)?)
+            }
+            Err(ureq::Error::Status(code, resp)) => Err(error_from(&url, code, &resp.into_string().unwrap_or_default())),
+            Err(e) => Err(self.unreachable(e)),
+        }
+    }
+
+    /// POSTs `len` bytes read from `body` as a raw body of `content_type` and
+    /// decodes the JSON answer, or its [`AppError`].
+    pub fn upload<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        len: u64,
+        body: impl std::io::Read,
+    ) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        let req = self
+            .with_auth(self.transfer_agent().post(&url))
+            .set("Accept", "application/json")
+            .set("Content-Type", content_type)
+            .set("Content-Length", &len.to_string());
+        match req.send(body) {
+            Ok(resp) => Ok(resp.into_json()?),
+            Err(ureq::Error::Status(code, resp)) => Err(error_from(&url, code, &resp.into_string().unwrap_or_default())),
+            Err(e) => Err(self.unreachable(e)),
+        }
+    }
+
     /// Calls a server function and decodes its answer, or its [`AppError`].
     pub fn call<T: DeserializeOwned>(&self, endpoint: &str, body: serde_json::Value) -> anyhow::Result<T> {
         self.call_with_cookie(endpoint, body, None).map(|(v, _)| v)

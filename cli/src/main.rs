@@ -7,6 +7,7 @@ mod builds;
 mod config;
 mod client;
 mod logs;
+mod releases;
 mod table;
 
 use std::process::ExitCode;
@@ -41,6 +42,12 @@ enum Top {
     /// Builds: create, run, list, show, runs, artifacts, cancel, logs, diagnose.
     #[command(subcommand)]
     Build(builds::BuildCmd),
+    /// Releases: create, resolve, list, show.
+    #[command(subcommand)]
+    Release(releases::ReleaseCmd),
+    /// Environments: list, show, deploy, promote, rollback, diff, approve, reject.
+    #[command(subcommand)]
+    Env(releases::EnvCmd),
     /// Store the server and an API token in the config file (mode 0600).
     Login {
         /// Log in with this username (the password is read from standard input).
@@ -116,6 +123,8 @@ fn main() -> ExitCode {
 fn run(cli: &Cli, client: &Client) -> anyhow::Result<()> {
     match &cli.command {
         Top::Build(cmd) => builds::run(cmd, client, cli.json)?,
+        Top::Release(cmd) => releases::release(cmd, client, cli.json)?,
+        Top::Env(cmd) => releases::env(cmd, client, cli.json)?,
         Top::Login { username, with_token } => account::login(client, username.as_deref(), with_token.as_deref(), cli.json)?,
         Top::Logout => account::logout(client)?,
         Top::Whoami => account::whoami(client, cli.json)?,

@@ -79,6 +79,8 @@ pub fn app(state: AppState) -> Router {
         .route("/ws/builds/{build}/logs", get(crate::ws::follow_logs))
         .route("/api/builds/{build}/logs", get(crate::ws::log_page))
         .route("/builds/{build}/logs.txt", get(crate::ws::log_text))
+        .route("/builds/{build}/export", get(crate::transfer::export))
+        .route("/api/projects/{project}/import", axum::routing::post(crate::transfer::import))
         .leptos_routes_with_context(&state, routes, move || provide_context(page_ctx.clone()), move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(middleware::from_fn(error_status))

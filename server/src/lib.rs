@@ -5,6 +5,7 @@ mod authn;
 pub mod config;
 mod http;
 mod startup;
+mod transfer;
 mod ws;
 
 pub use http::{app, AppState};

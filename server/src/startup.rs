@@ -184,6 +184,8 @@ async fn serve_inner(
         );
     }
     let deploy_kick = docker.as_ref().map(|d| start_deploy_executor(store.clone(), d.clone(), shutdown.clone()));
+    // Pipeline runs (build → release → deploy) are driven in the background, one driver per run across processes.
+    let pipelines = docker.as_ref().map(|d| slipway_engine::pipeline::spawn_driver(store.clone(), Arc::new(slipway_engine::release::LocalDockerTarget::new(d.clone())), shutdown.clone()));
     let state = AppState { leptos, store, docker, docker_endpoint, registry, log_hub: log_hub.clone(), secrets: Some(secrets), deploy_kick };
     let router = app(state);
     let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -194,6 +196,9 @@ async fn serve_inner(
     shutdown.cancel();
     if let Some(worker) = worker {
         let _ = worker.await;
+    }
+    if let Some(pipelines) = pipelines {
+        let _ = pipelines.await;
     }
     log_hub.shutdown().await;
     Ok(())

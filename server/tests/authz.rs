@@ -29,6 +29,7 @@ struct World {
     build: String,
     run: String,
     deployment: String,
+    pipeline_run: String,
     tokens: Vec<(Caller, Option<String>)>,
 }
 
@@ -117,6 +118,13 @@ async fn world(pool: PgPool) -> World {
     .await
     .unwrap();
     let _ = &release;
+    let pipeline_run = slipway_model::id::new_id(slipway_model::id::PIPELINE_RUN);
+    sqlx::query("INSERT INTO pipeline_runs (id, project_id, pipeline) VALUES ($1, $2, 'deploy')")
+        .bind(&pipeline_run)
+        .bind(&project.id)
+        .execute(store.pool())
+        .await
+        .unwrap();
     let run = store.enqueue_run(&spec.id, None, false).await.unwrap();
     store.create_user("target-user", None, PASSWORD, false).await.unwrap();
     store.create_user("login-user", None, PASSWORD, false).await.unwrap();
@@ -135,7 +143,7 @@ async fn world(pool: PgPool) -> World {
 
     let leptos = LeptosOptions::builder().output_name("slipway").site_root("target/site").site_pkg_dir("pkg").build();
     let router = app(AppState::for_tests(leptos, store.clone()));
-    World { router, store, project: project.id, build: spec.id, run: run.id, deployment: deployment.id, tokens }
+    World { router, store, project: project.id, build: spec.id, run: run.id, deployment: deployment.id, pipeline_run, tokens }
 }
 
 async fn send(router: &Router, req: Request<Body>) -> (StatusCode, String) {
@@ -153,6 +161,10 @@ fn request_for(w: &World, path: &str, n: usize, token: Option<&str>) -> Request<
         "GET /builds/{build}/logs.txt" => ("GET", format!("/builds/{b}/logs.txt?run={r}"), None),
         "GET /ws/builds/{build}/logs" => ("GET", format!("/ws/builds/{b}/logs?run={r}"), None),
         "GET /healthz" => ("GET", "/healthz".into(), None),
+        // No engine in this world: 503 once the build is found exportable.
+        "GET /builds/{build}/export" => ("GET", format!("/builds/{b}/export"), None),
+        // Not an archive: 422.
+        "POST /api/projects/{project}/import" => ("POST", format!("/api/projects/{p}/import"), Some(json!({}))),
         fn_path => {
             let body = match fn_path {
                 "auth/me" | "auth/logout" | "tokens/list" | "users/list" | "projects/list" => json!({}),
@@ -183,6 +195,9 @@ fn request_for(w: &World, path: &str, n: usize, token: Option<&str>) -> Request<
                 "deployments/rollback" => json!({ "project": p, "environment": "test" }),
                 "deployments/diff" => json!({ "project": p, "from": "test", "to": "prod" }),
                 "deployments/approve" | "deployments/reject" | "deployments/show" => json!({ "deployment": d }),
+                "pipelines/start" => json!({ "input": { "project": p, "git_sha": "a".repeat(40), "manifest_hash": "b".repeat(64) } }),
+                "pipelines/show" => json!({ "run": w.pipeline_run }),
+                "pipelines/list" => json!({ "project": p }),
                 other => panic!("no request for endpoint `{other}`: add one to the matrix"),
             };
             ("POST", format!("/api/{fn_path}"), Some(body))

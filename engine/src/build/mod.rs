@@ -11,6 +11,7 @@ pub mod legacy;
 pub mod logs;
 pub mod registry;
 pub mod runner;
+pub mod transfer;
 pub mod workspace;
 
 use std::collections::BTreeMap;
