@@ -4,14 +4,14 @@
 
 use leptos::prelude::*;
 use server_fn::codec::Json;
-use slipway_model::pipeline::{PipelineListQuery, PipelineRun, PipelineRunPage, StartPipeline};
+use slipway_model::pipeline::{PipelineListQuery, PipelineRun, PipelineRunPage};
 use slipway_model::AppError;
 
 /// Starts a pipeline of the manifest at a commit (`git_sha`: a sha, or a
 /// branch or tag; `manifest_hash` checked when given). Returns the pending
 /// run; its steps then change live (`pipelines/show`).
 #[server(prefix = "/api", endpoint = "pipelines/start", input = Json)]
-pub async fn start_pipeline(input: StartPipeline) -> Result<PipelineRun, AppError> {
+pub async fn start_pipeline(input: slipway_model::pipeline::StartPipeline) -> Result<PipelineRun, AppError> {
     let ctx = crate::server::context()?;
     let not_found = || AppError::not_found(format!("project `{}`", input.project));
     let project = ctx.store.get_project(&input.project).await.map_err(|_| not_found())?;
