@@ -61,7 +61,8 @@ test('a 100,000-line log renders only the rows in view and stays searchable', as
   mkdirSync(join(dir, '.slipway'));
   mkdirSync(join(dir, 'big'));
   writeFileSync(join(dir, '.slipway/manifest.yaml'), 'registry: none\nservices:\n  big:\n    build: big\n');
-  writeFileSync(join(dir, 'big/Dockerfile'), `FROM slipway/busybox:1\nRUN echo nonce-${Date.now()} && seq 1 100000\n`);
+  writeFileSync(join(dir, 'big/Dockerfile'), // BuildKit drops step output above about 100 KiB/s, so pace it: 10,000 lines a second.
+    `FROM slipway/busybox:1\nRUN echo nonce-${Date.now()} && for i in 0 1 2 3 4 5 6 7 8 9; do seq $((i*10000+1)) $((i*10000+10000)); sleep 1; done\n`);
   const git = (...args: string[]) =>
     execFileSync('git', ['-C', dir, '-c', 'user.name=e2e', '-c', 'user.email=e2e@localhost', ...args]);
   git('init', '-q', '-b', 'main');
