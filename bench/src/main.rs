@@ -3,6 +3,7 @@
 //! the Docker engine and a registry, and passes DATABASE_URL and
 //! SLIPWAY_REGISTRY.
 
+mod board;
 mod builds;
 mod logs;
 
@@ -37,11 +38,13 @@ async fn main() -> anyhow::Result<()> {
     match which.as_str() {
         "builds" => builds::run().await?,
         "logs" => logs::run().await?,
+        "board" => board::run().await?,
         "all" => {
             builds::run().await?;
             logs::run().await?;
+            board::run().await?;
         }
-        other => anyhow::bail!("unknown benchmark `{other}` (known: builds, logs, all)"),
+        other => anyhow::bail!("unknown benchmark `{other}` (known: builds, logs, board, all)"),
     }
     Ok(())
 }
