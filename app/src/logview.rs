@@ -131,6 +131,9 @@ pub fn LogViewer(#[prop(into)] build_id: String, #[prop(into)] run: Signal<Optio
     let collapsed: RwSignal<HashSet<String>> = RwSignal::new(HashSet::new());
     let query = RwSignal::new(String::new());
     let follow = RwSignal::new(true);
+    // Where the last automatic scroll put the view; only a user scrolling
+    // above it pauses following (appended rows alone never do).
+    let auto_top = StoredValue::new(0.0f64);
     let scroll_top = RwSignal::new(0.0f64);
     let viewport = RwSignal::new(480.0f64);
     let container: NodeRef<leptos::html::Div> = NodeRef::new();
@@ -179,6 +182,7 @@ pub fn LogViewer(#[prop(into)] build_id: String, #[prop(into)] run: Signal<Optio
         if follow.get_untracked() {
             if let Some(el) = container.get_untracked() {
                 el.set_scroll_top((n as f64 * ROW) as i32);
+                auto_top.set_value(el.scroll_top() as f64);
             }
         }
     });
@@ -190,8 +194,14 @@ pub fn LogViewer(#[prop(into)] build_id: String, #[prop(into)] run: Signal<Optio
             scroll_top.set(top);
             viewport.set(height.max(ROW));
             let at_bottom = top + height + ROW * 2.0 >= el.scroll_height() as f64;
-            if follow.get_untracked() != at_bottom {
-                follow.set(at_bottom);
+            let scrolled_up = top + ROW < auto_top.get_value();
+            if at_bottom && !follow.get_untracked() {
+                follow.set(true);
+            } else if scrolled_up && follow.get_untracked() {
+                follow.set(false);
+            }
+            if at_bottom {
+                auto_top.set_value(top);
             }
         }
     };
@@ -221,7 +231,10 @@ pub fn LogViewer(#[prop(into)] build_id: String, #[prop(into)] run: Signal<Optio
                     <button class="secondary small" id="log-follow" on:click=move |_| {
                         follow.set(true);
                         let n = rows.read_untracked().len();
-                        if let Some(el) = container.get_untracked() { el.set_scroll_top((n as f64 * ROW) as i32); }
+                        if let Some(el) = container.get_untracked() {
+                            el.set_scroll_top((n as f64 * ROW) as i32);
+                            auto_top.set_value(el.scroll_top() as f64);
+                        }
                     }>"Follow ↓"</button>
                 })}
                 {move || conn_note.get().map(|n| view! { <span class="muted small">{n}</span> })}
