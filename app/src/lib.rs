@@ -80,6 +80,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/setup") view=account::SetupPage/>
                         <Route path=path!("/account") view=account::AccountPage/>
                         <Route path=path!("/audit") view=account::AuditPage/>
+                        <Route path=path!("/pipelines/:run") view=pipelines::PipelineRunPage/>
                     </Routes>
                 </main>
             </div>

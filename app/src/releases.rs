@@ -421,6 +421,7 @@ fn Column(
                         <span class=status_badge(d.status)>{d.status.as_str()}</span>
                         " "<strong>{d.release_tag.clone().unwrap_or_default()}</strong>
                         <div class="muted small">{format!("requested by {}", d.requested_by_name.clone().unwrap_or_default())}</div>
+                        {d.pipeline_run_id.clone().map(|p| view! { <a class="small" href=format!("/pipelines/{p}")>"pipeline run"</a> })}
                         {(d.status == DeploymentStatus::AwaitingApproval).then(|| view! {
                             <div class="approvals small">
                                 {format!("approvals {}/{}", d.approvals.iter().filter(|a| a.valid && a.decision == slipway_model::status::ApprovalDecision::Approved).count(), d.approvals_required)}
