@@ -51,6 +51,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep("projects/list", Authenticated, false),
     ep("projects/create", Authenticated, true),
     ep("projects/show", Project(P::Read), false),
+    ep("projects/settings", Project(P::Admin), true),
     ep("members/list", Project(P::Read), false),
     ep("members/set", Project(P::Admin), true),
     ep("members/remove", Project(P::Admin), true),

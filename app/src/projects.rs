@@ -47,6 +47,19 @@ pub async fn get_project(project: String) -> Result<Project, AppError> {
     Ok(p)
 }
 
+/// Project settings (admins): whether every completed build creates a release.
+#[server(prefix = "/api", endpoint = "projects/settings", input = Json)]
+pub async fn update_settings(project: String, auto_release: bool) -> Result<Project, AppError> {
+    let ctx = crate::server::context()?;
+    crate::auth::require_login()?;
+    let not_found = || AppError::not_found(format!("project `{project}`"));
+    let p = ctx.store.get_project(&project).await.map_err(|_| not_found())?;
+    let g = crate::auth::require("projects/settings", Some(&p.id), not_found).await?;
+    let updated = ctx.store.set_auto_release(&p.id, auto_release).await?;
+    crate::auth::audit(&g, "project.settings", Some(&p.id), Some(("project", &p.id)), serde_json::json!({ "auto_release": auto_release })).await;
+    Ok(updated)
+}
+
 /// The Projects page: the list, and the form that adds one.
 #[component]
 pub fn ProjectsPage() -> impl IntoView {
@@ -208,7 +221,7 @@ pub fn ProjectPage() -> impl IntoView {
                                     <dt>"Description"</dt>
                                     <dd>{p.description.clone().unwrap_or_else(|| "—".into())}</dd>
                                     <dt>"Every build creates a release"</dt>
-                                    <dd>{if p.auto_release { "yes" } else { "no" }}</dd>
+                                    <dd><AutoReleaseToggle slug=p.slug.clone() on=p.auto_release/></dd>
                                     <dt>"Created"</dt>
                                     <dd>{format_time(&p.created_at)}</dd>
                                 </dl>
@@ -248,5 +261,31 @@ fn ProjectBuilds(slug: String) -> impl IntoView {
                 </ErrorBoundary>
             </Transition>
         </section>
+    }
+}
+
+/// The auto-release switch (project admins may change it).
+#[component]
+fn AutoReleaseToggle(slug: String, on: bool) -> impl IntoView {
+    let update = ServerAction::<UpdateSettings>::new();
+    let state = RwSignal::new(on);
+    Effect::new(move |_| {
+        if let Some(Ok(p)) = update.value().get() {
+            state.set(p.auto_release);
+        }
+    });
+    view! {
+        <label class="check">
+            <input
+                type="checkbox"
+                id="auto-release"
+                prop:checked=move || state.get()
+                on:change=move |ev| {
+                    update.dispatch(UpdateSettings { project: slug.clone(), auto_release: event_target_checked(&ev) });
+                }
+            />
+            {move || if state.get() { " yes" } else { " no" }}
+        </label>
+        {move || update.value().get().and_then(|r| r.err()).map(|e| view! { <ErrorNotice error=e/> })}
     }
 }

@@ -317,9 +317,10 @@ pub fn EnvironmentsPage() -> impl IntoView {
     let approve_a = ServerAction::<Approve>::new();
     let reject_a = ServerAction::<Reject>::new();
     let rollback_a = ServerAction::<Rollback>::new();
+    let save_env = ServerAction::<SaveEnvironment>::new();
     let tick = ticker(1500);
     let board_r = Resource::new(
-        move || (project.get(), promote_a.version().get(), approve_a.version().get(), reject_a.version().get(), rollback_a.version().get(), tick.get()),
+        move || (project.get(), promote_a.version().get(), approve_a.version().get(), reject_a.version().get(), rollback_a.version().get(), save_env.version().get(), tick.get()),
         |(p, ..)| async move { if p.is_empty() { Err(AppError::not_found("project")) } else { get_board(p).await } },
     );
     let errors = move || {
@@ -354,6 +355,40 @@ pub fn EnvironmentsPage() -> impl IntoView {
                 })}
             </ErrorBoundary>
         </Transition>
+        <NewEnvironmentForm project save_env/>
+    }
+}
+
+/// Adds an environment at the end of the promotion path (project admins).
+#[component]
+fn NewEnvironmentForm(project: Memo<String>, save_env: ServerAction<SaveEnvironment>) -> impl IntoView {
+    let name = RwSignal::new(String::new());
+    let approvals = RwSignal::new(String::from("0"));
+    let approvers = RwSignal::new(String::new());
+    view! {
+        <section class="panel">
+            <h2>"Add an environment"</h2>
+            <form id="new-environment" class="form" on:submit=move |ev: leptos::ev::SubmitEvent| {
+                ev.prevent_default();
+                let approvers: Vec<String> = approvers.get_untracked().split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                save_env.dispatch(SaveEnvironment {
+                    project: project.get_untracked(),
+                    environment: None,
+                    input: EnvironmentInput {
+                        name: name.get_untracked(),
+                        approval_required: approvals.get_untracked().trim().parse().unwrap_or(0),
+                        approvers,
+                        ..Default::default()
+                    },
+                });
+            }>
+                <label>"Name"<input name="env-name" required placeholder="qa" bind:value=name/></label>
+                <label>"Approvals required"<input name="env-approvals" bind:value=approvals/></label>
+                <label>"Named approvers"<input name="env-approvers" placeholder="anyone with the approver role" bind:value=approvers/></label>
+                <button type="submit">"Add environment"</button>
+            </form>
+            {move || save_env.value().get().and_then(|r| r.err()).map(|e| view! { <ErrorNotice error=e/> })}
+        </section>
     }
 }
 

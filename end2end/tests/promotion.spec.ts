@@ -122,3 +122,27 @@ test('promote as a developer, approve as two approvers, the board follows withou
   expect(prod.current.containers.map((c: any) => c.digest)).toEqual(Object.values(release.image_digests));
   await dev.context().close();
 });
+
+test('an administrator adds an environment from the board, and switches auto-release on', async ({ page }) => {
+  await login(page);
+  const name = `envs-${Date.now()}`;
+  const dir = mkdtempSync(join(tmpdir(), 'slipway-e2e-envs-'));
+  execFileSync('git', ['init', '-q', dir]);
+  await ok(page.request.post('/api/projects/create', { data: { input: { name, repo_url: dir } } }));
+
+  await page.goto(`/environments?project=${name}`);
+  await expect(page.locator('body[data-hydrated="true"]')).toBeVisible();
+  await page.locator('#new-environment input[name="env-name"]').fill('qa');
+  await page.locator('#new-environment input[name="env-approvals"]').fill('1');
+  await page.getByRole('button', { name: 'Add environment' }).click();
+  const column = page.locator('#board section[data-env="qa"]');
+  await expect(column).toBeVisible();
+  await expect(column).toContainText('gate: 1 approval(s)');
+
+  await page.goto(`/projects/${name}`);
+  await expect(page.locator('body[data-hydrated="true"]')).toBeVisible();
+  await page.locator('#auto-release').check();
+  await expect
+    .poll(async () => (await ok(page.request.post('/api/projects/show', { data: { project: name } }))).auto_release)
+    .toBe(true);
+});

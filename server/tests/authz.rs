@@ -176,6 +176,7 @@ fn request_for(w: &World, path: &str, n: usize, token: Option<&str>) -> Request<
                 "users/create" => json!({ "username": format!("new-user-{n}"), "password": PASSWORD }),
                 "projects/create" => json!({ "input": { "name": format!("proj-{n}"), "repo_url": "https://git.example/x.git" } }),
                 "projects/show" | "members/list" | "secrets/list" => json!({ "project": p }),
+                "projects/settings" => json!({ "project": p, "auto_release": false }),
                 "members/set" => json!({ "project": p, "username": "target-user", "role": "viewer" }),
                 "members/remove" => json!({ "project": p, "username": "target-user" }),
                 "secrets/set" => json!({ "project": p, "name": "API_KEY", "value": "s3cr3t-value-1234" }),

@@ -219,3 +219,16 @@ async fn build_endpoints_answer_with_statuses_that_name_the_problem(pool: PgPool
     assert_eq!(page["items"][0]["id"], build_id.as_str());
     assert_eq!(page["items"][0]["status"], "cancelled");
 }
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn auto_release_is_a_project_setting_an_admin_can_switch(pool: PgPool) {
+    let router = router(pool).await;
+    let repo = git_repo();
+    let body = json!({ "input": { "name": "convoxy", "repo_url": repo.path() } }).to_string();
+    assert_eq!(call(&router, "POST", "/api/projects/create", Some(&body)).await.0, StatusCode::OK);
+    let (status, updated) = call(&router, "POST", "/api/projects/settings", Some(r#"{"project":"convoxy","auto_release":true}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(serde_json::from_str::<Value>(&updated).unwrap()["auto_release"], true);
+    let (_, shown) = call(&router, "POST", "/api/projects/show", Some(r#"{"project":"convoxy"}"#)).await;
+    assert_eq!(serde_json::from_str::<Value>(&shown).unwrap()["auto_release"], true);
+}

@@ -136,4 +136,17 @@ impl Store {
                 .await?;
         Ok(row.map(Into::into))
     }
+
+    /// Turns Convox's behaviour on or off: every completed build creates a release.
+    #[tracing::instrument(skip_all, fields(project = %project_id))]
+    pub async fn set_auto_release(&self, project_id: &str, on: bool) -> Result<Project> {
+        let row: Option<ProjectRow> = sqlx::query_as(&format!(
+            "UPDATE projects p SET auto_release = $2 WHERE p.id = $1 RETURNING {PROJECT_COLUMNS}"
+        ))
+        .bind(project_id)
+        .bind(on)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(Into::into).ok_or_else(|| AppError::not_found(format!("project `{project_id}`")).into())
+    }
 }
