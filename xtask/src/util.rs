@@ -12,7 +12,12 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new() -> Ctx {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        // The workspace the command runs in: found from the current directory,
+        // not baked in at compile time (a shared target directory may hold an
+        // xtask binary built from another clone).
+        let root = workspace_root().unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+        });
         let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
         let target = if target.is_relative() { root.join(target) } else { target };
         // Tools installed from npm live outside the clone so a fresh clone reuses them.
@@ -32,6 +37,20 @@ impl Ctx {
         // Never let a caller's LEPTOS_OUTPUT_NAME change the wasm file names the server expects.
         cmd.env_remove("LEPTOS_OUTPUT_NAME");
         cmd
+    }
+}
+
+/// The nearest directory at or above the current one whose Cargo.toml has `[workspace]`.
+fn workspace_root() -> Option<PathBuf> {
+    let mut dir = std::env::current_dir().ok()?;
+    loop {
+        let manifest = dir.join("Cargo.toml");
+        if std::fs::read_to_string(&manifest).map(|t| t.contains("[workspace]")).unwrap_or(false) {
+            return Some(dir);
+        }
+        if !dir.pop() {
+            return None;
+        }
     }
 }
 
