@@ -146,15 +146,6 @@ fn elapsed(started: Option<chrono::DateTime<chrono::Utc>>, done: Option<chrono::
     }
 }
 
-/// A signal that ticks every `ms` in the browser (never on the server), for
-/// refreshing lists while work is in progress.
-fn ticker(ms: u64) -> ReadSignal<u64> {
-    let (tick, set_tick) = signal(0u64);
-    Effect::new(move |_| {
-        let _ = set_interval_with_handle(move || set_tick.update(|t| *t += 1), std::time::Duration::from_millis(ms));
-    });
-    tick
-}
 
 /// The Builds page: a New build form and the list, newest first.
 #[component]
@@ -163,7 +154,7 @@ pub fn BuildsPage() -> impl IntoView {
     let (status_filter, set_status_filter) = signal(String::new());
     let (project_filter, set_project_filter) = signal(String::new());
     let (cursor_stack, set_cursor_stack) = signal(Vec::<slipway_model::build::BuildCursor>::new());
-    let tick = ticker(2000);
+    let tick = crate::components::ticker(2000);
     let live = RwSignal::new(true);
     let builds = Resource::new(
         move || (create.version().get(), status_filter.get(), project_filter.get(), cursor_stack.get(), if live.get() { tick.get() } else { 0 }),
@@ -305,7 +296,7 @@ pub fn BuildPage() -> impl IntoView {
     let id = move || params.read().get("build").unwrap_or_default();
     let cancel = ServerAction::<CancelBuild>::new();
     let rerun = ServerAction::<RunBuild>::new();
-    let tick = ticker(1000);
+    let tick = crate::components::ticker(1000);
     // Refresh every second only while a run is pending or building.
     let live = RwSignal::new(true);
     let detail = Resource::new(

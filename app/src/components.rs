@@ -70,3 +70,13 @@ pub fn Loading(#[prop(into)] what: String) -> impl IntoView {
 pub fn format_time(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
+
+/// A signal that ticks every `ms` in the browser (never on the server), for
+/// pages that refresh themselves while work is in progress.
+pub fn ticker(ms: u64) -> ReadSignal<u64> {
+    let (tick, set_tick) = signal(0u64);
+    Effect::new(move |_| {
+        let _ = set_interval_with_handle(move || set_tick.update(|t| *t += 1), std::time::Duration::from_millis(ms));
+    });
+    tick
+}

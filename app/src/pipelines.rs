@@ -59,14 +59,6 @@ pub async fn list_pipeline_runs(project: String, #[server(default)] query: Pipel
     Ok(slipway_engine::pipeline::list_pipeline_runs(&ctx.store, &found.id, &query).await?)
 }
 
-/// A signal that ticks every `ms` in the browser (never on the server).
-fn ticker(ms: u64) -> ReadSignal<u64> {
-    let (tick, set_tick) = signal(0u64);
-    Effect::new(move |_| {
-        let _ = set_interval_with_handle(move || set_tick.update(|t| *t += 1), std::time::Duration::from_millis(ms));
-    });
-    tick
-}
 
 fn step_class(status: slipway_model::pipeline::StepStatus) -> &'static str {
     use slipway_model::pipeline::StepStatus as S;
@@ -151,7 +143,7 @@ pub fn PipelineRunView(run: PipelineRun) -> impl IntoView {
 pub fn PipelineRunPage() -> impl IntoView {
     let params = leptos_router::hooks::use_params_map();
     let id = move || params.read().get("run").unwrap_or_default();
-    let tick = ticker(1000);
+    let tick = crate::components::ticker(1000);
     let live = RwSignal::new(true);
     let run = Resource::new(move || (id(), if live.get() { tick.get() } else { 0 }), |(id, _)| get_pipeline_run(id));
     view! {

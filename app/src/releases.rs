@@ -235,14 +235,6 @@ fn ProjectPicker(project: Memo<String>, set: impl Fn(String) + Clone + Send + Sy
     }
 }
 
-/// A signal ticking every `ms` in the browser.
-fn ticker(ms: u64) -> ReadSignal<u64> {
-    let (tick, set_tick) = signal(0u64);
-    Effect::new(move |_| {
-        let _ = set_interval_with_handle(move || set_tick.update(|t| *t += 1), std::time::Duration::from_millis(ms));
-    });
-    tick
-}
 
 /// The Releases page: a project's releases and where each runs.
 #[component]
@@ -318,7 +310,7 @@ pub fn EnvironmentsPage() -> impl IntoView {
     let reject_a = ServerAction::<Reject>::new();
     let rollback_a = ServerAction::<Rollback>::new();
     let save_env = ServerAction::<SaveEnvironment>::new();
-    let tick = ticker(1500);
+    let tick = crate::components::ticker(1500);
     let board_r = Resource::new(
         move || (project.get(), promote_a.version().get(), approve_a.version().get(), reject_a.version().get(), rollback_a.version().get(), save_env.version().get(), tick.get()),
         |(p, ..)| async move { if p.is_empty() { Err(AppError::not_found("project")) } else { get_board(p).await } },
