@@ -412,3 +412,75 @@ async fn same_idempotency_key_returns_the_same_build(pool: PgPool) {
     assert_eq!(a.spec.id, b.spec.id);
     assert_eq!(b.runs.len(), 1, "no second run queued");
 }
+
+/// The image config (JSON) behind a manifest digest, read from the registry.
+fn image_config(host: &str, name: &str, digest: &str) -> serde_json::Value {
+    let manifest: serde_json::Value = ureq::get(&format!("http://{host}/v2/{name}/manifests/{digest}"))
+        .set("Accept", "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json")
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let config = manifest["config"]["digest"].as_str().expect("a config digest").to_string();
+    ureq::get(&format!("http://{host}/v2/{name}/blobs/{config}")).call().unwrap().into_json().unwrap()
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn concurrent_builds_of_one_commit_each_record_their_own_image(pool: PgPool) {
+    // Ten builds of one commit whose only difference is a build arg, four at
+    // a time: each artifact must be the image its own arg produced.
+    let files = vec![
+        (".slipway/manifest.yaml", "services:\n  app:\n    build: app\n".to_string()),
+        ("app/Dockerfile", format!("FROM {BASE_IMAGE}\nARG N\nRUN echo \"n=$N\" > /n\n")),
+    ];
+    let fx = fixture(pool, &files, |c| {
+        c.concurrency = 4;
+        c.reuse = false;
+    })
+    .await;
+    let mut builds = Vec::new();
+    for n in 1..=10 {
+        builds.push((n, fx.create(|b| b.build_args = vec![format!("N={n}")]).await.spec.id));
+    }
+    let runner = Arc::new(fx.runner);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = runner.clone().start(shutdown.clone());
+    let started = Instant::now();
+    let mut done = Vec::new();
+    while done.len() < builds.len() {
+        assert!(started.elapsed() < Duration::from_secs(240), "builds did not finish: {} of {}", done.len(), builds.len());
+        done.clear();
+        for (n, id) in &builds {
+            let d = fx.store.get_build(id).await.unwrap();
+            if d.runs.iter().all(|r| r.status.is_terminal()) {
+                done.push((*n, d));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    shutdown.cancel();
+    let _ = worker.await;
+    let host = registry();
+    let name = format!("{}/app", fx.project.slug);
+    let mut digests = std::collections::HashSet::new();
+    let mut tags = std::collections::HashSet::new();
+    for (n, d) in &done {
+        let run = &d.runs[0];
+        assert_eq!(run.status, BuildRunStatus::Completed, "build N={n}: {:?}", run.error_message);
+        let a = &d.artifacts[0];
+        let config = image_config(&host, &name, &a.digest);
+        let history = config["history"].to_string();
+        assert!(history.contains(&format!("N={n} ")), "build N={n} recorded {} whose history is {history}", a.digest);
+        for other in (1..=10).filter(|o| o != n) {
+            assert!(!history.contains(&format!("N={other} ")), "build N={n} recorded the image of N={other}");
+        }
+        // The human tag names this run's image, and differs per input.
+        let tag = a.image_ref.rsplit_once(':').unwrap().1.to_string();
+        let remote = remote_digest(&host, &name, &tag, &RegistryTarget::new(host.clone())).await.unwrap();
+        assert_eq!(remote.as_deref(), Some(a.digest.as_str()), "tag {tag} of build N={n}");
+        digests.insert(a.digest.clone());
+        tags.insert(tag);
+    }
+    assert_eq!(digests.len(), 10, "ten different inputs must give ten images");
+    assert_eq!(tags.len(), 10, "ten different inputs must give ten tags");
+}

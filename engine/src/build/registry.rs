@@ -4,7 +4,9 @@
 //! image is tagged by the build and pushed with `push_image`; the manifest
 //! digest is parsed from the push's last status line
 //! (`<tag>: digest: sha256:… size: N`) and then confirmed with a
-//! `HEAD /v2/<name>/manifests/<tag>` against the registry itself.
+//! `HEAD /v2/<name>/manifests/<digest>` against the registry itself. A run
+//! pushes under its own tag first and then points the human tag at its
+//! digest ([`point_tag`]), so concurrent runs never record each other's image.
 //!
 //! Registry passwords never appear in a log line or an error message.
 
@@ -313,7 +315,9 @@ async fn push_and_confirm(docker: &Docker, image: &str, tag: &str, target: &Regi
         ));
     };
     let name = repository_path(image, &target.host);
-    let confirmed = match head_digest(target.host.clone(), name.clone(), tag.to_string(), target.clone()).await {
+    // Confirmed by digest, not by tag: a tag can move between the push and
+    // the check, a digest names exactly what this push uploaded.
+    let confirmed = match head_digest(target.host.clone(), name.clone(), digest.clone(), target.clone()).await {
         Ok(found) => found,
         Err(HeadError::NoTls) => {
             // This build's HTTP client cannot speak TLS; ask the registry
@@ -328,13 +332,13 @@ async fn push_and_confirm(docker: &Docker, image: &str, tag: &str, target: &Regi
         Some(found) => {
             return Err(BuildFailure::new(
                 ErrorClass::RegistryError,
-                format!("registry {} reports {found} for {name}:{tag}, but the push reported {digest}", target.host),
+                format!("registry {} reports {found} for {name}@{digest}, but the push reported {digest}", target.host),
             ))
         }
         None => {
             return Err(BuildFailure::new(
                 ErrorClass::RegistryError,
-                format!("registry {} has no manifest {name}:{tag} right after the push", target.host),
+                format!("registry {} has no manifest {name}@{digest} right after the push of {name}:{tag}", target.host),
             ))
         }
     }
@@ -349,6 +353,58 @@ async fn push_and_confirm(docker: &Docker, image: &str, tag: &str, target: &Regi
     )
     .await;
     Ok(digest)
+}
+
+/// Points the human `tag` of `image` at the image this run built and pushed
+/// as `digest`: tags the run's own image id locally and pushes that tag (the
+/// layers are already there, so only the manifest moves). Another run with
+/// the same inputs may move the tag again later; the artifact records the
+/// digest, never the tag, so that is harmless.
+pub async fn point_tag(
+    docker: &Docker,
+    image: &str,
+    image_id: &str,
+    tag: &str,
+    digest: &str,
+    target: &RegistryTarget,
+    log: &LogSink,
+) -> Result<(), BuildFailure> {
+    tag_local(docker, image_id, image, tag).await?;
+    let tagged = push_and_confirm(docker, image, tag, target, log).await?;
+    let reference = format!("{image}:{tag}");
+    if tagged == digest {
+        log.line(Phase::Push, Some(&reference), Stream::System, &format!("{reference} now points at {digest}")).await;
+    } else {
+        // Only a run with the same inputs uses the same tag, and it moved the
+        // local tag between our tag and push: the tag names its image now.
+        log.line(
+            Phase::Push,
+            Some(&reference),
+            Stream::System,
+            &format!("{reference} points at {tagged}, built by another run with the same inputs; this run's image is {digest}"),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Tags the local image `image_id` as `repository:tag` in the engine.
+pub async fn tag_local(docker: &Docker, image_id: &str, repository: &str, tag: &str) -> Result<(), BuildFailure> {
+    let options = bollard::query_parameters::TagImageOptionsBuilder::default().repo(repository).tag(tag).build();
+    match docker.tag_image(image_id, Some(options)).await {
+        Ok(()) => Ok(()),
+        Err(e) if is_connection_error(&e) => Err(engine_gone(&e)),
+        Err(e) => Err(BuildFailure::new(ErrorClass::Unknown, format!("tagging {image_id} as {repository}:{tag}: {e}"))),
+    }
+}
+
+/// Removes a local tag (never the image: other tags keep it). Best effort: a
+/// tag left behind only costs a name.
+pub async fn untag_local(docker: &Docker, reference: &str) {
+    let options = bollard::query_parameters::RemoveImageOptionsBuilder::default().noprune(true).build();
+    if let Err(e) = docker.remove_image(reference, Some(options), None).await {
+        tracing::debug!(%reference, error = %e, "could not remove a run's own local tag");
+    }
 }
 
 /// The repository path inside the registry: `image` without `host/`.

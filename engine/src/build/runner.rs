@@ -419,7 +419,12 @@ impl Runner {
                 ),
             )));
         }
-        let tag = image_tag(spec);
+        // Two names per image: the run's own tag, which no other run uses, is
+        // what is built, pushed and recorded (so concurrent runs never see each
+        // other's images); the human tag is then pointed at that digest, and
+        // differs whenever the build's inputs differ.
+        let tag = image_tag(spec, &input_args(&ctx, &self.config));
+        let own_tag = run_image_tag(run_id);
         let mut jobs = Vec::new();
         for name in &services {
             let service = manifest.services.get(name).ok_or_else(|| internal(format!("service {name} vanished")))?;
@@ -455,7 +460,7 @@ impl Runner {
                     dockerfile: build.dockerfile.clone(),
                     target: build.target.clone(),
                     build_args,
-                    tag: format!("{repo}:{tag}"),
+                    tag: format!("{repo}:{own_tag}"),
                     labels,
                     memory: self.config.build_memory,
                 },
@@ -483,17 +488,20 @@ impl Runner {
         for (name, repo, image) in &built {
             let digest = match plan {
                 RegistryPlan::Push(target) => {
-                    log.system(Phase::Push, &format!("pushing {repo}:{tag}")).await;
+                    log.system(Phase::Push, &format!("pushing {repo}:{own_tag}")).await;
                     let started = Instant::now();
-                    let digest = reg::push(&self.docker, repo, &tag, target, log).await?;
-                    log.system(Phase::Push, &format!("pushed {repo}:{tag} as {digest} in {:.2}s", started.elapsed().as_secs_f64())).await;
+                    let digest = reg::push(&self.docker, repo, &own_tag, target, log).await?;
+                    log.system(Phase::Push, &format!("pushed {repo}:{own_tag} as {digest} in {:.2}s", started.elapsed().as_secs_f64())).await;
+                    reg::point_tag(&self.docker, repo, &image.image_id, &tag, &digest, target, log).await?;
                     digest
                 }
                 RegistryPlan::NoPush { .. } => {
                     log.system(Phase::Push, &format!("{name}: registry is \"none\": not pushed; recording the local image id")).await;
+                    reg::tag_local(&self.docker, &image.image_id, repo, &tag).await?;
                     image.image_id.clone()
                 }
             };
+            reg::untag_local(&self.docker, &format!("{repo}:{own_tag}")).await;
             artifacts.push(ArtifactInsert {
                 service_name: name.clone(),
                 image_ref: format!("{repo}:{tag}"),
@@ -524,9 +532,32 @@ fn short(id: &str) -> &str {
     &s[..s.len().min(12)]
 }
 
-/// `:local` for development builds, the version for versioned (pipeline)
-/// builds, else `:sha-<12 hex>`.
-pub fn image_tag(spec: &BuildSpec) -> String {
+/// The human tag: `:local` for development builds, the version for versioned
+/// (pipeline) builds, else `:sha-<12 hex>`; followed by `-a<10 hex>` of the
+/// build args when there are any, so builds whose inputs differ never share
+/// a tag. `args` are the build's own args with their values (never
+/// `BUILD_AUTH`, see [`input_args`]).
+pub fn image_tag(spec: &BuildSpec, args: &BTreeMap<String, String>) -> String {
+    let base = base_tag(spec);
+    if args.is_empty() {
+        return base;
+    }
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for (k, v) in args {
+        // Length-prefixed, so `A=1,B=2` and `A=1\0B=2` cannot collide.
+        for part in [k, v] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+    }
+    let hash = hex::encode(hasher.finalize());
+    // A tag is at most 128 characters; keep room for the suffix.
+    let base: String = base.chars().take(128 - 12).collect();
+    format!("{base}-a{}", &hash[..10])
+}
+
+fn base_tag(spec: &BuildSpec) -> String {
     if spec.inputs.get("development").and_then(|v| v.as_bool()) == Some(true) {
         return "local".into();
     }
@@ -541,6 +572,24 @@ pub fn image_tag(spec: &BuildSpec) -> String {
         }
     }
     reg::sha_tag(&spec.git_sha)
+}
+
+/// The tag only this run builds and pushes under: its run id.
+pub fn run_image_tag(run_id: &str) -> String {
+    run_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c.to_ascii_lowercase() } else { '-' }).collect()
+}
+
+/// The build's inputs that shape its images beyond the commit: custom args
+/// and managed args with their values, except `BUILD_AUTH` (a credential,
+/// which is not an input of the image and must not be hashed into a name).
+fn input_args(ctx: &RunCtx<'_>, config: &RunnerConfig) -> BTreeMap<String, String> {
+    let mut args: BTreeMap<String, String> = ctx.spec.build_args.custom.clone().into_iter().collect();
+    for m in &ctx.spec.build_args.managed {
+        if m != "BUILD_AUTH" {
+            args.insert(m.clone(), managed_value(m, ctx, config));
+        }
+    }
+    args
 }
 
 /// Parses a spec's registry override: `"none"`, `"local"`/`"native"`, or `{host, namespace?, auth?}`.
