@@ -49,7 +49,8 @@ pub fn follow(client: &Client, build: &str, run: Option<&str>) -> anyhow::Result
         if let Some(a) = after {
             url.push_str(&format!("after={a}"));
         }
-        let (mut socket, _) = match tungstenite::connect(url.as_str()) {
+        let request = ws_request(client, &url)?;
+        let (mut socket, _) = match tungstenite::connect(request) {
             Ok(s) => s,
             Err(tungstenite::Error::Http(resp)) => {
                 let body = resp.body().as_deref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
@@ -100,4 +101,17 @@ pub fn follow(client: &Client, build: &str, run: Option<&str>) -> anyhow::Result
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
+}
+
+/// The websocket upgrade request, carrying the same bearer token as every
+/// other call of this CLI (a token from `slipway login`, `--token` or
+/// `SLIPWAY_TOKEN`).
+fn ws_request(client: &Client, url: &str) -> anyhow::Result<tungstenite::handshake::client::Request> {
+    use tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().map_err(|e| anyhow!("bad log stream address {url}: {e}"))?;
+    if let Some(token) = client.token() {
+        let value = format!("Bearer {token}").parse().map_err(|_| anyhow!("the API token contains characters a header cannot carry"))?;
+        request.headers_mut().insert("Authorization", value);
+    }
+    Ok(request)
 }

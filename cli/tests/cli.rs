@@ -192,3 +192,47 @@ async fn login_stores_a_token_in_a_private_config_and_logout_revokes_it(pool: Pg
     assert!(!ok);
     assert!(err.contains("not valid"), "{err}");
 }
+
+/// `slipway build logs --follow` from a CLI that is logged in (config file)
+/// and from one given `SLIPWAY_TOKEN`: the websocket carries the token, and
+/// the follower reads to the run's end.
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn build_logs_follow_works_for_a_logged_in_cli_and_with_slipway_token(pool: PgPool) {
+    let srv = serve(pool).await;
+    let repo = repo();
+    let path = repo.path().display().to_string();
+    let (ok, _, err) = slipway(&srv, &["project", "create", "follow", "--repo", &path]).await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = slipway(&srv, &["--json", "build", "create", "--project", "follow", "--ref", "main"]).await;
+    assert!(ok, "{err}");
+    let build: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let build_id = build["spec"]["id"].as_str().unwrap().to_string();
+    // No worker runs in this server: cancel the queued run so it has an end.
+    let (ok, _, err) = slipway(&srv, &["build", "cancel", &build_id]).await;
+    assert!(ok, "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, serde_json::json!({ "server": srv.url, "token": srv.token }).to_string()).unwrap();
+    let follow = |env: Vec<(&'static str, String)>| {
+        let build_id = build_id.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
+            cmd.env_remove("SLIPWAY_TOKEN").env_remove("SLIPWAY_SERVER").env("SLIPWAY_CONFIG", "/nonexistent/slipway-test-config.json");
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let out = cmd.args(["build", "logs", &build_id, "--follow"]).output().unwrap();
+            (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        })
+    };
+    for (how, env) in [
+        ("logged in", vec![("SLIPWAY_CONFIG", config.display().to_string())]),
+        ("SLIPWAY_TOKEN", vec![("SLIPWAY_TOKEN", srv.token.clone()), ("SLIPWAY_SERVER", srv.url.clone())]),
+    ] {
+        let (code, err) = follow(env).await.unwrap();
+        assert!(!err.contains("log in first"), "{how}: the follower was refused: {err}");
+        assert!(err.contains("run cancelled"), "{how}: the follower must read to the run's end: {err}");
+        assert_eq!(code, Some(1), "{how}: a cancelled run exits non-zero: {err}");
+    }
+}
