@@ -503,23 +503,28 @@ async fn cancel_after_start(backend: &dyn BuildBackend, images: &mut Images, sec
 }
 
 #[tokio::test]
-async fn dropping_the_build_future_of_a_run_sleep_30_stops_the_step_within_a_couple_of_seconds() {
+async fn dropping_the_build_future_of_a_run_sleep_stops_the_step_within_a_few_seconds() {
     let docker = engine().await;
     let mut images = Images::new(&docker);
     let buildkit = cancel_after_start(&BuildKitBackend::new(docker.clone()), &mut images, "37").await;
     eprintln!("buildkit: sleep gone {:.2}s after the drop", buildkit.as_secs_f64());
-    assert!(buildkit < Duration::from_secs(3), "BuildKit kept the step running for {buildkit:?}");
+    // README: cancel stops the RUN step "within about a second"; a few seconds of
+    // slack keep a busy machine from failing it. Latency is measured by `cargo xtask bench builds`.
+    assert!(buildkit < Duration::from_secs(5), "BuildKit kept the step running for {buildkit:?}");
     let legacy = cancel_after_start(&LegacyBackend::new(docker.clone()), &mut images, "38").await;
     eprintln!("legacy: sleep gone {:.2}s after the drop", legacy.as_secs_f64());
-    assert!(legacy < Duration::from_secs(3), "the legacy builder kept the step running for {legacy:?}");
+    assert!(legacy < Duration::from_secs(5), "the legacy builder kept the step running for {legacy:?}");
     // The engine still builds afterwards.
     let (log, mem) = LogSink::memory();
     let after = job(&images.add(&format!("slipway-test/cancel:{}-after", nonce())), "FROM slipway/busybox:1\nRUN true\n", &[]);
     BuildKitBackend::new(docker.clone()).build(&after, &log).await.unwrap_or_else(|e| panic!("{e:?}\n{}", dump(&mem.lines())));
 }
 
+/// The engine's BuildKit accepts a memory limit but does not apply it (see
+/// the next test, which proves the limit on the legacy builder): what Slipway
+/// owes the user here is a log line saying so, and a build that still works.
 #[tokio::test]
-async fn a_target_stage_build_args_and_a_memory_limit_are_passed_to_buildkit() {
+async fn a_target_stage_and_build_args_reach_buildkit_and_an_unenforced_memory_limit_is_logged() {
     let docker = engine().await;
     let mut images = Images::new(&docker);
     let n = nonce();
@@ -534,6 +539,12 @@ async fn a_target_stage_build_args_and_a_memory_limit_are_passed_to_buildkit() {
     show("target + args", &lines);
     assert!(has_line(&lines, |l| l.line == format!("greeting=hello-{n}") && l.stream == Stream::Stdout), "{}", dump(&lines));
     assert!(!has_line(&lines, |l| l.line.contains("RUN exit 9")), "{}", dump(&lines));
+    assert!(
+        has_line(&lines, |l| l.stream == Stream::System
+            && l.line == "note: the engine's BuildKit does not enforce per-build memory limits; RUN steps may use more memory than the limit"),
+        "a memory limit BuildKit ignores must be reported in the log:\n{}",
+        dump(&lines)
+    );
     let inspect = docker.inspect_image(&build.tag).await.expect("inspect");
     let labels = inspect.config.and_then(|c| c.labels).unwrap_or_default();
     assert_eq!(labels.get("slipway.test").map(String::as_str), Some("1"));

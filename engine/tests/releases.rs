@@ -558,19 +558,58 @@ async fn two_concurrent_promotions_to_one_environment_do_not_both_deploy(pool: P
     .unwrap();
     assert_eq!(deploying, 1);
 
-    // A second executor of the same deployment is refused while the first runs.
+    // A second executor of the same deployment is refused while the first one
+    // is inside the target (held there until the second has been answered).
     let winner = winner.id.clone();
-    let (first, second) = tokio::join!(
-        release::execute_deployment(&fx.store, &fx.target, &winner),
-        async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            release::execute_deployment(&fx.store, &fx.target, &winner).await
-        }
-    );
+    let held = HeldTarget::new(&fx.target);
+    let first = release::execute_deployment(&fx.store, &held, &winner);
+    let second = async {
+        held.entered.notified().await;
+        let answer = release::execute_deployment(&fx.store, &fx.target, &winner).await;
+        held.release.notify_one();
+        answer
+    };
+    let (first, second) = tokio::join!(first, second);
     assert_eq!(first.unwrap().status, DeploymentStatus::Succeeded);
-    assert_eq!(AppError::from(second.unwrap_err()).code, ErrorCode::Conflict);
+    let refused = AppError::from(second.unwrap_err());
+    assert_eq!(refused.code, ErrorCode::Conflict);
+    assert_eq!(refused.message, format!("deployment {winner} is already being rolled out"), "refused by the lock, not by the status");
+    // Once it has finished, executing it again is refused for another reason.
+    let again = AppError::from(release::execute_deployment(&fx.store, &fx.target, &winner).await.unwrap_err());
+    assert_eq!(again.message, format!("deployment {winner} is succeeded; only a deploying deployment can be executed"));
     assert_eq!(digests_of(&fx.running("staging").await), v1.image_digests);
     fx.cleanup().await;
+}
+
+/// A deploy target that signals when a rollout reaches it and waits for a
+/// go-ahead before handing the plan to the real target: it lets a test act
+/// while one executor is certainly in the middle of a rollout.
+struct HeldTarget<'a> {
+    inner: &'a LocalDockerTarget,
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+impl<'a> HeldTarget<'a> {
+    fn new(inner: &'a LocalDockerTarget) -> Self {
+        HeldTarget { inner, entered: tokio::sync::Notify::new(), release: tokio::sync::Notify::new() }
+    }
+}
+
+impl release::DeployTarget for HeldTarget<'_> {
+    fn name(&self) -> &'static str {
+        "held-docker"
+    }
+    fn deploy<'b>(
+        &'b self,
+        plan: &'b release::DeployPlan,
+    ) -> slipway_engine::build::BoxFuture<'b, Result<Vec<slipway_model::release::ContainerView>, release::DeployError>> {
+        Box::pin(async move {
+            self.entered.notify_one();
+            self.release.notified().await;
+            release::DeployTarget::deploy(self.inner, plan).await
+        })
+    }
 }
 
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]

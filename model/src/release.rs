@@ -481,20 +481,33 @@ mod tests {
         format!("sha256:{}", c.to_string().repeat(64))
     }
 
+    /// Approvals store this hash in the database: changing how it is computed
+    /// would silently invalidate every recorded approval, so it is pinned to a
+    /// value computed outside Rust (`printf '{"api":"sha256:a…","web":"sha256:b…"}' | sha256sum`).
     #[test]
-    fn the_digests_hash_ignores_insertion_order_and_changes_with_any_digest() {
-        let mut a = ImageDigests::new();
-        a.insert("web".into(), d('b'));
-        a.insert("api".into(), d('a'));
-        let mut b = ImageDigests::new();
-        b.insert("api".into(), d('a'));
-        b.insert("web".into(), d('b'));
-        assert_eq!(digests_hash(&a), digests_hash(&b));
-        let canonical = serde_json::to_string(&a).unwrap();
-        assert_eq!(digests_hash(&a), hex::encode(Sha256::digest(canonical.as_bytes())));
-        b.insert("web".into(), d('c'));
-        assert_ne!(digests_hash(&a), digests_hash(&b));
-        assert_eq!(digests_hash(&a).len(), 64);
+    fn the_digests_hash_is_the_sha256_of_the_compact_sorted_json() {
+        let mut digests = ImageDigests::new();
+        digests.insert("web".into(), d('b'));
+        digests.insert("api".into(), d('a'));
+        assert_eq!(digests_hash(&digests), "33a820ef0262d488da502c7f2ea7333bbef92af77c514802743bd6e7d13f5a04");
+        let mut changed = digests.clone();
+        changed.insert("web".into(), d('c'));
+        assert_ne!(digests_hash(&changed), digests_hash(&digests));
+        let mut more = digests.clone();
+        more.insert("worker".into(), d('b'));
+        assert_ne!(digests_hash(&more), digests_hash(&digests));
+    }
+
+    /// Keys and values are JSON-escaped: a value that smuggles in a quote
+    /// cannot make one map hash like another.
+    #[test]
+    fn the_digests_hash_cannot_be_forged_with_quotes_in_names_or_values() {
+        let plain: ImageDigests = [("a".to_string(), "1".to_string()), ("b".to_string(), "2".to_string())].into();
+        assert_eq!(digests_hash(&plain), "21f76dfbfe6dfe21f762080ef484112cf2952974cef30741fd1931e1c6d92112");
+        let forged: ImageDigests = [("a".to_string(), "1\",\"b\":\"2".to_string())].into();
+        assert_ne!(digests_hash(&forged), digests_hash(&plain));
+        let forged_key: ImageDigests = [("a\":\"1\",\"b".to_string(), "2".to_string())].into();
+        assert_ne!(digests_hash(&forged_key), digests_hash(&plain));
     }
 
     #[test]

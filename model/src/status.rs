@@ -358,11 +358,8 @@ mod tests {
         check_names(PipelineRunStatus::ALL, |v| v.as_str());
         check_names(ApprovalDecision::ALL, |v| v.as_str());
         check_names(ErrorClass::ALL, |v| v.as_str());
-        assert_eq!(BuildRunStatus::ALL.len(), 5);
-        assert_eq!(DeploymentStatus::ALL.len(), 8);
-        assert_eq!(PipelineRunStatus::ALL.len(), 5);
-        assert_eq!(ApprovalDecision::ALL.len(), 2);
-        assert_eq!(ErrorClass::ALL.len(), 7);
+        // That the database's CHECK lists hold exactly these names is checked
+        // against the real schema in engine/tests/store_projects.rs.
     }
 
     #[test]
