@@ -8,6 +8,9 @@ export default defineConfig({
   testDir: './tests',
   timeout: 60_000,
   expect: { timeout: 15_000 },
+  // `cargo xtask test` also passes --forbid-only: a stray `test.only` must fail
+  // the run, never quietly skip every other test.
+  forbidOnly: !!process.env.CI,
   fullyParallel: false,
   workers: 1,
   retries: 0,

@@ -1,6 +1,7 @@
 //! Builds: Slipway's end-to-end build of a fixture against a raw bollard
-//! BuildKit build (and push) of the same context; a reuse hit; and runs per
-//! minute with 20 queued small builds.
+//! BuildKit build (and push) of the same context; a reuse hit; runs per
+//! minute with 20 queued small builds; and how long a cancel takes to stop a
+//! running RUN step (the tests only check a generous bound).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -194,6 +195,61 @@ pub async fn run() -> anyhow::Result<()> {
         config.concurrency,
         elapsed.as_secs_f64(),
         20.0 / elapsed.as_secs_f64() * 60.0
+    );
+    cancel_latency(&store, &runner).await
+}
+
+/// Cancel request → run recorded as cancelled, while a `RUN sleep` runs.
+async fn cancel_latency(store: &Store, runner: &Arc<Runner>) -> anyhow::Result<()> {
+    let repo = tempfile::tempdir()?;
+    git(repo.path(), &["init", "-q", "-b", "main"])?;
+    std::fs::create_dir_all(repo.path().join(".slipway"))?;
+    std::fs::create_dir_all(repo.path().join("slow"))?;
+    std::fs::write(repo.path().join(".slipway/manifest.yaml"), "services:\n  slow:\n    build: slow\n")?;
+    std::fs::write(repo.path().join("slow/Dockerfile"), format!("FROM {BASE_IMAGE}\nARG N=0\nRUN echo \"sleeping $N\" && sleep 60\n"))?;
+    git(repo.path(), &["add", "-A"])?;
+    git(repo.path(), &["commit", "-q", "-m", "slow"])?;
+    store
+        .create_project(&NewProject { name: "bench-cancel".into(), repo_url: repo.path().display().to_string(), ..Default::default() }, None)
+        .await?;
+    let mut latencies = Vec::new();
+    for round in 0..5 {
+        let d = create_build(
+            store,
+            &NewBuild { project: "bench-cancel".into(), build_args: vec![format!("N={round}")], force_rebuild: true, run: true, ..Default::default() },
+            None,
+        )
+        .await?;
+        let run_id = d.runs.first().map(|r| r.id.clone()).ok_or_else(|| anyhow::anyhow!("no run queued"))?;
+        let worker = {
+            let runner = runner.clone();
+            tokio::spawn(async move { runner.run_once().await })
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (sleeping,): (bool,) =
+                sqlx::query_as("SELECT EXISTS (SELECT 1 FROM build_logs WHERE run_id = $1 AND line LIKE 'sleeping %')")
+                    .bind(&run_id)
+                    .fetch_one(store.pool())
+                    .await?;
+            if sleeping {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the RUN step of {} never started", d.spec.id);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let asked = Instant::now();
+        store.request_cancel(&d.spec.id).await?;
+        let status = wait_done(store, &d.spec.id).await?;
+        latencies.push(asked.elapsed());
+        anyhow::ensure!(status == BuildRunStatus::Cancelled, "cancelled build {} ended {status:?}", d.spec.id);
+        worker.await??;
+    }
+    println!(
+        "\ncancel of a running RUN step (request → run cancelled), heartbeat {} ms: median {:.1} ms, max {:.1} ms",
+        runner.config().heartbeat.as_millis(),
+        percentile(&mut latencies, 0.5),
+        percentile(&mut latencies, 1.0)
     );
     Ok(())
 }

@@ -82,7 +82,7 @@ async fn wrong_password_and_unknown_user_look_the_same(pool: PgPool) {
     let mut wrong_best = Duration::MAX;
     let mut unknown_best = Duration::MAX;
     let mut errors = Vec::new();
-    for i in 0..2 {
+    for i in 0..3 {
         let t = Instant::now();
         let wrong = store.login("alice", "not-the-password", &client("10.0.0.1")).await.unwrap_err();
         wrong_best = wrong_best.min(t.elapsed());
@@ -96,9 +96,11 @@ async fn wrong_password_and_unknown_user_look_the_same(pool: PgPool) {
         assert_eq!(wrong.code, ErrorCode::Unauthenticated);
         assert_eq!(wrong.message, "invalid username or password");
     }
-    // Both paths run argon2 once; allow generous noise on a busy machine.
-    assert!(unknown_best * 4 >= wrong_best, "unknown {unknown_best:?} vs wrong {wrong_best:?}");
-    assert!(wrong_best * 4 >= unknown_best, "unknown {unknown_best:?} vs wrong {wrong_best:?}");
+    // Both paths run argon2 once. Skipping it for an unknown user would make
+    // that path hundreds of times faster (a username oracle); a factor of 10
+    // between the best of three catches that and tolerates a busy machine.
+    assert!(unknown_best * 10 >= wrong_best, "unknown {unknown_best:?} vs wrong {wrong_best:?}");
+    assert!(wrong_best * 10 >= unknown_best, "unknown {unknown_best:?} vs wrong {wrong_best:?}");
 }
 
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]

@@ -232,10 +232,12 @@ async fn cancelling_a_long_run_step_stops_it_promptly(pool: PgPool) {
     }
     let asked = Instant::now();
     fx.store.request_cancel(&build_id).await.unwrap();
-    worker.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), worker).await.expect("the worker ends after a cancel").unwrap();
     let stopped_after = asked.elapsed();
     let run = fx.store.get_run(&run_id).await.unwrap();
     assert_eq!(run.status, BuildRunStatus::Cancelled);
+    // README: "cancel stops the RUN step within about a second". A few
+    // seconds of slack for a busy machine; `cargo xtask bench builds` measures it.
     assert!(stopped_after < Duration::from_secs(5), "took {stopped_after:?}");
 }
 
@@ -290,21 +292,53 @@ async fn two_workers_never_claim_the_same_run(pool: PgPool) {
     assert_eq!(all.len(), 30, "a run was claimed twice");
 }
 
+/// Ends the lease of every building run of `worker` now, as if its worker had
+/// stopped renewing it long ago (no waiting for a clock to run out).
+async fn expire_leases_of(store: &Store, worker: &str) {
+    let expired = sqlx::query(
+        "UPDATE build_runs SET lease_expires_at = now() - interval '1 second' WHERE lease_owner = $1 AND status = 'building'",
+    )
+    .bind(worker)
+    .execute(store.pool())
+    .await
+    .unwrap()
+    .rows_affected();
+    assert!(expired > 0, "{worker} held no lease");
+}
+
+/// Polls until every run of `build_id` has finished (or 120 s pass).
+async fn wait_until_finished(store: &Store, build_id: &str) -> BuildDetail {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let d = store.get_build(build_id).await.unwrap();
+        if d.runs.iter().all(|r| r.status.is_terminal()) {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "build {build_id} did not finish: {:?}", d.runs);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
-async fn a_run_whose_worker_died_is_picked_up_again(pool: PgPool) {
+async fn the_runners_own_loop_requeues_a_run_whose_worker_died_and_completes_it(pool: PgPool) {
     let fx = fixture(pool, &two_services(), |_| {}).await;
     let d = fx.create(|_| {}).await;
-    // A worker claims the run with a one-second lease and dies without a heartbeat.
-    let dead = fx.store.claim_run("dead-worker", Duration::from_secs(1), "buildkit").await.unwrap().unwrap();
+    // A worker claims the run and dies without a heartbeat; its lease runs out.
+    let dead = fx.store.claim_run("dead-worker", Duration::from_secs(3600), "buildkit").await.unwrap().unwrap();
     assert_eq!(dead.run.status, BuildRunStatus::Building);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (requeued, failed) = fx.store.reap_expired_runs(3).await.unwrap();
-    assert_eq!((requeued, failed), (1, 0));
-    // A live worker takes it over and completes it.
-    fx.runner.run_once().await.unwrap().expect("the requeued run");
-    let run = fx.store.get_run(&d.runs[0].id).await.unwrap();
+    expire_leases_of(&fx.store, "dead-worker").await;
+    // A live worker's loop (not a direct call to the reaper) takes it over.
+    let runner = Arc::new(fx.runner);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker = runner.clone().start(shutdown.clone());
+    let done = wait_until_finished(&fx.store, &d.spec.id).await;
+    shutdown.cancel();
+    let _ = worker.await;
+    let run = &done.runs[0];
     assert_eq!(run.status, BuildRunStatus::Completed, "{:?}", run.error_message);
     assert_eq!(run.attempt, 2);
+    assert_eq!(run.runner_ref.as_deref(), Some(runner.config().worker_id.as_str()));
+    assert_eq!(done.artifacts.len(), 2);
     // The dead worker cannot record anything any more.
     let late = fx
         .store
@@ -312,19 +346,78 @@ async fn a_run_whose_worker_died_is_picked_up_again(pool: PgPool) {
         .await
         .unwrap();
     assert!(!late);
+    assert_eq!(fx.store.get_run(&run.id).await.unwrap().status, BuildRunStatus::Completed);
 }
 
+/// README: "a run whose worker died is queued again (or failed with a clear
+/// message after 3 attempts)".
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
-async fn a_run_out_of_attempts_fails_with_a_clear_error(pool: PgPool) {
+async fn a_run_whose_worker_dies_three_times_fails_with_a_clear_error(pool: PgPool) {
     let fx = fixture(pool, &two_services(), |_| {}).await;
+    let attempts = fx.runner.config().max_attempts;
+    assert_eq!(attempts, 3, "the documented default");
     let d = fx.create(|_| {}).await;
-    fx.store.claim_run("dead-worker", Duration::from_millis(200), "buildkit").await.unwrap().unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let (requeued, failed) = fx.store.reap_expired_runs(1).await.unwrap();
-    assert_eq!((requeued, failed), (0, 1));
+    for attempt in 1..=3 {
+        let worker = format!("dead-worker-{attempt}");
+        let claimed = fx.store.claim_run(&worker, Duration::from_secs(3600), "buildkit").await.unwrap().expect("the run is queued");
+        assert_eq!(claimed.run.attempt, attempt);
+        expire_leases_of(&fx.store, &worker).await;
+        let reaped = fx.store.reap_expired_runs(attempts).await.unwrap();
+        let run = fx.store.get_run(&d.runs[0].id).await.unwrap();
+        if attempt < 3 {
+            assert_eq!(reaped, (1, 0), "attempt {attempt} is queued again");
+            assert_eq!(run.status, BuildRunStatus::Pending);
+        } else {
+            assert_eq!(reaped, (0, 1), "the third lost attempt fails the run");
+            assert_eq!(run.status, BuildRunStatus::Failed);
+            assert_eq!(run.error_code.as_deref(), Some("unknown"));
+            assert_eq!(
+                run.error_message.as_deref(),
+                Some("its worker (dead-worker-3) stopped renewing the lease 3 time(s); the build did not finish. Run it again.")
+            );
+        }
+    }
+    assert!(fx.store.claim_run("late-worker", Duration::from_secs(60), "buildkit").await.unwrap().is_none(), "nothing left to claim");
+}
+
+/// A build longer than its lease keeps it by heartbeats: another process's
+/// reaper, sweeping all along, never takes it away.
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_run_longer_than_its_lease_keeps_it_by_heartbeats(pool: PgPool) {
+    let files = vec![
+        (".slipway/manifest.yaml", "services:\n  slow:\n    build: slow\n".to_string()),
+        ("slow/Dockerfile", format!("FROM {BASE_IMAGE}\nRUN echo heartbeat-test && sleep 6\n")),
+    ];
+    let fx = Arc::new(
+        fixture(pool, &files, |c| {
+            c.lease = Duration::from_secs(2);
+            c.heartbeat = Duration::from_millis(200);
+        })
+        .await,
+    );
+    let d = fx.create(|b| b.force_rebuild = true).await;
+    let worker = {
+        let fx = fx.clone();
+        tokio::spawn(async move { fx.runner.run_once().await.unwrap() })
+    };
+    let mut sweeps = 0;
+    let mut outlived_a_lease = false;
+    while !worker.is_finished() {
+        let (requeued, failed) = fx.store.reap_expired_runs(3).await.unwrap();
+        assert_eq!((requeued, failed), (0, 0), "a heartbeating run was reaped");
+        sweeps += 1;
+        let run = fx.store.get_run(&d.runs[0].id).await.unwrap();
+        if let (BuildRunStatus::Building, Some(started)) = (run.status, run.started_at) {
+            outlived_a_lease |= (chrono::Utc::now() - started).to_std().unwrap_or_default() > Duration::from_secs(4);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    worker.await.unwrap();
     let run = fx.store.get_run(&d.runs[0].id).await.unwrap();
-    assert_eq!(run.status, BuildRunStatus::Failed);
-    assert!(run.error_message.unwrap().contains("stopped renewing the lease"));
+    assert_eq!(run.status, BuildRunStatus::Completed, "{:?}", run.error_message);
+    assert_eq!(run.attempt, 1, "never claimed twice");
+    assert!(outlived_a_lease, "the run was building for more than two leases");
+    assert!(sweeps > 10, "the reaper swept while it ran ({sweeps} sweeps)");
 }
 
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]

@@ -354,16 +354,15 @@ async fn without_notifications_followers_still_get_everything_by_polling(pool: P
     write_lines(&sink, 0, 30).await;
     let mut follower = hub.follow(&run_id, None);
     let mut seqs = Vec::new();
-    // The backlog, then live lines that only a poll can find.
-    for (until, budget) in [(30, Duration::from_secs(30)), (50, Duration::from_secs(2))] {
-        let started = Instant::now();
+    // The backlog, then live lines that only a poll can find (how fast: `cargo xtask bench logs`).
+    for until in [30, 50] {
         while seqs.len() < until {
-            match tokio::time::timeout(Duration::from_secs(10), follower.next()).await.unwrap() {
+            let next = tokio::time::timeout(Duration::from_secs(10), follower.next()).await;
+            match next.unwrap_or_else(|_| panic!("no lines for 10 s after seq {:?}: polling does not deliver", seqs.last())) {
                 Some(FollowEvent::Lines(l)) => seqs.extend(l.iter().map(|l| l.seq)),
                 other => panic!("unexpected {other:?}"),
             }
         }
-        assert!(started.elapsed() < budget, "polling every 500 ms should deliver within ~0.6 s, took {:?}", started.elapsed());
         if until == 30 {
             write_lines(&sink, 30, 20).await;
         }

@@ -2,7 +2,8 @@
 //! Postgres cluster, the Docker engine, a registry on a free loopback port),
 //! run every Rust test against them, then serve Slipway on a free port with its
 //! own database and data directory and run the browser tests against it.
-//! Ends with one line: `summary: N passed, M failed`.
+//! Ends with one line: `summary: N passed, M failed, K skipped` (plus the
+//! test binaries that crashed, if any: their tests never reported).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -17,7 +18,22 @@ use crate::util::{free_port, run as run_cmd, show, step, Ctx};
 struct Totals {
     passed: u64,
     failed: u64,
+    /// Ignored Rust tests; skipped, did-not-run and interrupted browser tests.
+    skipped: u64,
+    /// Test binaries that died (a signal, or an exit code other than a test
+    /// failure's 101) before reporting a result: their tests are uncounted.
+    crashed: Vec<String>,
     failures: Vec<String>,
+}
+
+impl Totals {
+    fn summary(&self) -> String {
+        let mut line = format!("summary: {} passed, {} failed, {} skipped", self.passed, self.failed, self.skipped);
+        if !self.crashed.is_empty() {
+            line.push_str(&format!(", {} test binaries crashed ({})", self.crashed.len(), self.crashed.join("; ")));
+        }
+        line
+    }
 }
 
 /// The `slipway-server services` process and what it printed.
@@ -79,11 +95,23 @@ fn terminate(child: &mut Child, grace: Duration) {
     let _ = child.wait();
 }
 
-/// Runs a command, echoing its stdout, and feeds each line to `parse`.
-fn run_counted(cmd: &mut Command, mut parse: impl FnMut(&str)) -> Result<bool, String> {
+/// Runs a command, echoing its stdout (fed line by line to `parse`) and its
+/// stderr (fed to `parse_err`, read on a thread so neither pipe blocks).
+fn run_counted(cmd: &mut Command, mut parse: impl FnMut(&str), mut parse_err: impl FnMut(&str)) -> Result<bool, String> {
     let shown = show(cmd);
-    let mut child = cmd.stdout(Stdio::piped()).spawn().map_err(|e| format!("could not start `{shown}`: {e}"))?;
+    let mut child =
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| format!("could not start `{shown}`: {e}"))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let errors = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        let mut err = std::io::stderr();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = writeln!(err, "{line}");
+            lines.push(line);
+        }
+        lines
+    });
     let mut out = std::io::stdout();
     for line in BufReader::new(stdout).lines() {
         let line = line.map_err(|e| e.to_string())?;
@@ -91,10 +119,13 @@ fn run_counted(cmd: &mut Command, mut parse: impl FnMut(&str)) -> Result<bool, S
         parse(&line);
     }
     let status = child.wait().map_err(|e| e.to_string())?;
+    for line in errors.join().map_err(|_| "the stderr reader panicked")? {
+        parse_err(&line);
+    }
     Ok(status.success())
 }
 
-/// `test result: ok. 5 passed; 0 failed; …`
+/// `test result: ok. 5 passed; 0 failed; 1 ignored; …`
 fn parse_cargo(line: &str, totals: &mut Totals) {
     if let Some(rest) = line.trim().strip_prefix("test result: ") {
         for part in rest.split(';') {
@@ -102,20 +133,44 @@ fn parse_cargo(line: &str, totals: &mut Totals) {
             match words.as_slice() {
                 [.., n, "passed"] => totals.passed += n.parse::<u64>().unwrap_or(0),
                 [n, "failed"] => totals.failed += n.parse::<u64>().unwrap_or(0),
+                [n, "ignored"] => totals.skipped += n.parse::<u64>().unwrap_or(0),
                 _ => {}
             }
         }
     }
 }
 
-/// Playwright's list reporter ends with `  3 passed (4.2s)` / `  1 failed`.
-fn parse_playwright(line: &str, passed: &mut u64, failed: &mut u64) {
+/// Cargo's stderr names every test binary that did not exit successfully:
+/// ``process didn't exit successfully: `/…/deps/builds-0a1b2c` (exit status: 101)``.
+/// 101 is a test failure (already counted from its `test result` line);
+/// anything else — a signal, an abort, `process::exit` — is a crash, and
+/// the binary never reported its tests. Returns `builds (signal: 6, …)`.
+fn parse_cargo_crash(line: &str) -> Option<String> {
+    let rest = line.split_once("process didn't exit successfully: `")?.1;
+    let (command, status) = rest.split_once('`')?;
+    let binary = command.split_whitespace().next().unwrap_or(command);
+    let status = status.trim().trim_start_matches('(').trim_end_matches(')');
+    if status == "exit status: 101" {
+        return None;
+    }
+    let file = binary.rsplit('/').next().unwrap_or(binary);
+    let name = match file.rsplit_once('-') {
+        Some((name, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => name,
+        _ => file,
+    };
+    Some(format!("{name} ({status})"))
+}
+
+/// Playwright's list reporter ends with counts: `  3 passed (4.2s)`,
+/// `  1 failed`, `  1 flaky`, `  2 skipped`, `  1 did not run`, `  1 interrupted`.
+fn parse_playwright(line: &str, totals: &mut Totals) {
     let words: Vec<&str> = line.split_whitespace().collect();
-    if let [n, kind, ..] = words.as_slice() {
+    if let [n, kind, rest @ ..] = words.as_slice() {
         if let Ok(n) = n.parse::<u64>() {
-            match *kind {
-                "passed" => *passed = n,
-                "failed" | "flaky" => *failed += n,
+            match (*kind, rest) {
+                ("passed", _) => totals.passed = n,
+                ("failed" | "flaky", _) => totals.failed += n,
+                ("skipped" | "interrupted", _) | ("did", ["not", "run", ..]) => totals.skipped += n,
                 _ => {}
             }
         }
@@ -140,15 +195,21 @@ fn cargo_tests(ctx: &Ctx, services: &Services, extra: &[String], totals: &mut To
         cmd.env(k, v);
     }
     let mut counts = Totals::default();
-    let ok = run_counted(&mut cmd, |line| parse_cargo(line, &mut counts))?;
+    let mut crashed = Vec::new();
+    let ok = run_counted(&mut cmd, |line| parse_cargo(line, &mut counts), |line| crashed.extend(parse_cargo_crash(line)))?;
     totals.passed += counts.passed;
-    totals.failed += counts.failed;
+    totals.failed += counts.failed + crashed.len() as u64;
+    totals.skipped += counts.skipped;
     if !ok {
-        if counts.failed == 0 {
+        if counts.failed == 0 && crashed.is_empty() {
             totals.failed += 1;
         }
         totals.failures.push("cargo test".into());
     }
+    for c in &crashed {
+        totals.failures.push(format!("test binary {c} crashed"));
+    }
+    totals.crashed.extend(crashed);
     Ok(())
 }
 
@@ -211,21 +272,23 @@ fn browser_tests(ctx: &Ctx, server: &Path, services: &Services, work: &Path, tot
         std::thread::sleep(Duration::from_millis(200));
     }
     let mut cmd = Command::new("npx");
-    cmd.args(["playwright", "test", "--reporter=list"])
+    // --forbid-only: a stray `test.only` fails the run instead of silently skipping the rest.
+    cmd.args(["playwright", "test", "--reporter=list", "--forbid-only"])
         .current_dir(&e2e)
         .env("BASE_URL", format!("http://{addr}"))
         .env("SLIPWAY_E2E_REPO", data.join("demo-repo"))
         .env("SLIPWAY_E2E_ADMIN", "e2e-admin")
         .env("SLIPWAY_E2E_PASSWORD", &password);
-    let (mut passed, mut failed) = (0, 0);
-    let ok = run_counted(&mut cmd, |line| parse_playwright(line, &mut passed, &mut failed));
+    let mut counts = Totals::default();
+    let ok = run_counted(&mut cmd, |line| parse_playwright(line, &mut counts), |_| {});
     terminate(&mut child, Duration::from_secs(20));
     let ok = ok?;
-    if !ok && failed == 0 {
-        failed = 1;
+    if !ok && counts.failed == 0 {
+        counts.failed = 1;
     }
-    totals.passed += passed;
-    totals.failed += failed;
+    totals.passed += counts.passed;
+    totals.failed += counts.failed;
+    totals.skipped += counts.skipped;
     if !ok {
         totals.failures.push(format!("browser tests (server log: {})", log_path.display()));
     }
@@ -267,7 +330,7 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     }
     cargo?;
     browser?;
-    println!("summary: {} passed, {} failed", totals.passed, totals.failed);
+    println!("{}", totals.summary());
     if !totals.failures.is_empty() {
         return Err(format!("failed: {}", totals.failures.join(", ")));
     }
@@ -294,4 +357,39 @@ pub fn bench(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     services.stop();
     let _ = std::fs::remove_dir_all(&work);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cargo_counts_passed_failed_and_ignored_tests() {
+        let mut t = Totals::default();
+        parse_cargo("test result: FAILED. 5 passed; 2 failed; 3 ignored; 0 measured; 9 filtered out; finished in 1.00s", &mut t);
+        parse_cargo("test result: ok. 1 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s", &mut t);
+        assert_eq!((t.passed, t.failed, t.skipped), (6, 2, 4));
+    }
+
+    #[test]
+    fn a_test_binary_killed_by_a_signal_is_a_crash_and_a_test_failure_is_not() {
+        let crash = "  process didn't exit successfully: `/var/tmp/slipway-target/debug/deps/builds-0123456789abcdef` (signal: 6, SIGABRT: process abort signal)";
+        assert_eq!(parse_cargo_crash(crash).as_deref(), Some("builds (signal: 6, SIGABRT: process abort signal)"));
+        let exit = "process didn't exit successfully: `/t/debug/deps/cli-fedcba9876543210 --nocapture` (exit status: 1)";
+        assert_eq!(parse_cargo_crash(exit).as_deref(), Some("cli (exit status: 1)"));
+        let failed = "process didn't exit successfully: `/t/debug/deps/builds-0123456789abcdef` (exit status: 101)";
+        assert_eq!(parse_cargo_crash(failed), None);
+        assert_eq!(parse_cargo_crash("     Running tests/builds.rs (/t/debug/deps/builds-0123456789abcdef)"), None);
+    }
+
+    #[test]
+    fn playwright_counts_skipped_did_not_run_and_interrupted_tests_as_skipped() {
+        let mut t = Totals::default();
+        for line in ["  1 failed", "    [chromium] › a.spec.ts:3:5 › x", "  2 flaky", "  1 skipped", "  3 did not run", "  1 interrupted", "  7 passed (40.2s)"] {
+            parse_playwright(line, &mut t);
+        }
+        assert_eq!((t.passed, t.failed, t.skipped), (7, 3, 5));
+        t.crashed.push("builds (signal: 9, SIGKILL: kill)".into());
+        assert_eq!(t.summary(), "summary: 7 passed, 3 failed, 5 skipped, 1 test binaries crashed (builds (signal: 9, SIGKILL: kill))");
+    }
 }
