@@ -1,4 +1,4 @@
-import { test, expect, Browser, Page, APIRequestContext } from '@playwright/test';
+import { test, expect, Browser, Page, APIRequestContext, Locator, Request, Response } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -52,6 +52,31 @@ async function userPage(browser: Browser, username: string): Promise<Page> {
   return page;
 }
 
+/**
+ * Clicks `button` until the click has sent a POST to `path`, then returns the
+ * server's answer. The board re-renders itself every 1.5 s: a click whose
+ * mouse-down lands on the old button and mouse-up on its replacement sends
+ * nothing, so the click is repeated — but never once a request has left.
+ */
+async function clickAndAnswer(page: Page, button: Locator, path: string): Promise<Response> {
+  let sent: Request | undefined;
+  const watch = (r: Request) => {
+    if (r.method() === 'POST' && new URL(r.url()).pathname === path) sent ??= r;
+  };
+  page.on('request', watch);
+  try {
+    await expect(async () => {
+      if (!sent) await button.click();
+      await expect.poll(() => sent !== undefined, { timeout: 5_000 }).toBe(true);
+    }).toPass({ timeout: 45_000 });
+  } finally {
+    page.off('request', watch);
+  }
+  const answer = await sent!.response();
+  expect(answer, `${path} got no answer`).toBeTruthy();
+  return answer!;
+}
+
 test.afterAll(() => {
   // Remove the containers this test deployed.
   try {
@@ -91,23 +116,46 @@ test('promote as a developer, approve as two approvers, the board follows withou
   reloads = 0;
   const column = (p: Page, env: string) => p.locator(`#board section[data-env="${env}"]`);
   await expect(column(dev, 'test').locator('[data-current="v1.0.0"]')).toBeVisible({ timeout: 60_000 });
-  await column(dev, 'test').getByRole('button', { name: 'Promote to staging →' }).click();
+  const promoted = await clickAndAnswer(dev, column(dev, 'test').getByRole('button', { name: 'Promote to staging →' }), '/api/deployments/promote');
+  expect(promoted.status(), await promoted.text()).toBe(200);
   await expect(column(dev, 'staging').locator('[data-current="v1.0.0"]')).toBeVisible({ timeout: 60_000 });
-  await column(dev, 'staging').getByRole('button', { name: 'Promote to production →' }).click();
+  const gated = await clickAndAnswer(dev, column(dev, 'staging').getByRole('button', { name: 'Promote to production →' }), '/api/deployments/promote');
+  expect(gated.status(), await gated.text()).toBe(200);
+  expect((await gated.json()).status).toBe('awaiting_approval');
   const pending = column(dev, 'production').locator('.pending');
   await expect(pending).toContainText('awaiting_approval', { timeout: 30_000 });
   await expect(pending).toContainText('approvals 0/2');
-  // A developer cannot approve (and nobody may approve their own request: engine tests).
-  await pending.getByRole('button', { name: 'Approve' }).click();
-  await expect(dev.getByRole('alert')).toContainText(/does not allow approve|own/i);
+  // A developer cannot approve: the role check answers before anything else
+  // (nobody may approve their own request either: engine tests).
+  const refused = await clickAndAnswer(dev, pending.getByRole('button', { name: 'Approve' }), '/api/deployments/approve');
+  expect(refused.status(), await refused.text()).toBe(403);
+  const alert = dev.getByRole('alert');
+  await expect(alert.locator('strong')).toHaveText('Not allowed');
+  await expect(alert.locator('p')).toHaveText('your role in this project (developer) does not allow approve');
+  await expect(pending).toContainText('approvals 0/2');
 
-  // Two approvers approve, each on their own board.
-  for (const who of ['ap1', 'ap2']) {
-    const ap = await userPage(browser, `${who}-${stamp}`);
+  // Two approvers approve, each on their own board; each sees the previous
+  // approval before clicking, and gets its own answer before leaving.
+  for (const [who, before] of [['ap1', 0], ['ap2', 1]] as const) {
+    const username = `${who}-${stamp}`;
+    const ap = await userPage(browser, username);
     await ap.goto(`/environments?project=${project}`);
     await expect(ap.locator('body[data-hydrated="true"]')).toBeVisible();
-    await column(ap, 'production').locator('.pending').getByRole('button', { name: 'Approve' }).click();
-    await expect(column(ap, 'production').locator('.pending, [data-current="v1.0.0"]').first()).toBeVisible();
+    const gate = column(ap, 'production').locator('.pending');
+    await expect(gate).toContainText(`approvals ${before}/2`);
+    const answer = await clickAndAnswer(ap, gate.getByRole('button', { name: 'Approve' }), '/api/deployments/approve');
+    expect(answer.status(), await answer.text()).toBe(200);
+    const approved = await answer.json();
+    expect(approved.approvals.map((a: any) => a.username)).toContain(username);
+    if (before === 0) {
+      expect(approved.status).toBe('awaiting_approval');
+      expect(approved.approvals_needed).toBe(1);
+      await expect(gate).toContainText('approvals 1/2');
+      await expect(gate).toContainText(`✓ ${username}`);
+    } else {
+      expect(['deploying', 'succeeded']).toContain(approved.status);
+      expect(approved.approvals_needed).toBe(0);
+    }
     await ap.context().close();
   }
 
