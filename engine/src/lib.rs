@@ -9,6 +9,7 @@ pub mod embedded;
 pub mod error;
 pub mod build;
 pub mod health;
+pub mod isolation;
 pub mod logstream;
 pub mod pipeline;
 pub mod release;

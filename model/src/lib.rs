@@ -3,6 +3,7 @@
 //! No I/O: this crate compiles to wasm for the dashboard.
 
 pub mod auth;
+pub mod base_image;
 pub mod build;
 pub mod diagnose;
 pub mod error;

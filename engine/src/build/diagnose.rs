@@ -53,7 +53,7 @@ fn origin(class: ErrorClass, phase: Option<&str>) -> &'static str {
         (ErrorClass::CloneError, _) => "chosen by the git workspace from git's exit status and error output",
         (ErrorClass::AuthError, Some("clone" | "checkout")) => "chosen by the git workspace: git reported an authentication failure",
         (ErrorClass::AuthError, _) => "chosen from the registry's answer (401/403, denied) or a missing registry credential",
-        (ErrorClass::BuildError, Some("workspace")) => "chosen by the workspace check: a path the manifest names is missing",
+        (ErrorClass::BuildError, Some("workspace")) => "chosen by the workspace checks: a path the manifest names is missing, or a Dockerfile names an image the project may not use",
         (ErrorClass::BuildError, _) => "chosen from the failing BuildKit vertex or legacy build step",
         (ErrorClass::TimeoutError, _) => "chosen by the run's timeout timer",
         (ErrorClass::ResourceError, _) => "chosen by the build backend from the step's exit (137) or the engine's out-of-space error",
@@ -682,6 +682,15 @@ fn build_error(c: &Context<'_>, service: &str, sha12: &str, rerun: &str) -> (Str
     let lower = c.message.to_ascii_lowercase();
     let of_service = if service.is_empty() { String::new() } else { format!(" of service{service}") };
     let dockerfile = c.dockerfile.as_deref().map_or_else(|| "the Dockerfile".to_string(), |d| format!("`{d}`"));
+    if let Some(refused) = c.message.strip_prefix(crate::isolation::base_check::REFUSAL_PREFIX) {
+        let slug = c.spec.project_slug.as_str();
+        return (
+            format!("a Dockerfile names an image project `{slug}` may not use: {}", refused.trim()),
+            format!(
+                "use an image of project `{slug}`, a stage of the same Dockerfile or an allowed base image (`slipway base-images list`) at the line named, commit, and build the new commit; an administrator can allow an image with `slipway base-images add <pattern> --project {slug}`"
+            ),
+        );
+    }
     if c.phase.as_deref() == Some("workspace") || lower.contains("no artifact can be built") {
         return (
             format!("commit {sha12} lacks a build context or Dockerfile that .slipway/manifest.yaml names"),

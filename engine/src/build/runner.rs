@@ -425,6 +425,12 @@ impl Runner {
         // differs whenever the build's inputs differ.
         let tag = image_tag(spec, &input_args(&ctx, &self.config));
         let own_tag = run_image_tag(run_id);
+        let base_images = crate::isolation::BaseImagePolicy {
+            project_slug: project.slug.clone(),
+            registry_host: self.config.default_registry.clone(),
+            allowed: self.store.allowed_image_patterns(&project.id).await.map_err(internal)?,
+        };
+        let mut refused = Vec::new();
         let mut jobs = Vec::new();
         for name in &services {
             let service = manifest.services.get(name).ok_or_else(|| internal(format!("service {name} vanished")))?;
@@ -451,6 +457,8 @@ impl Runner {
             for m in &spec.build_args.managed {
                 build_args.insert(m.clone(), managed_value(m, &ctx, &self.config));
             }
+            let label = std::path::Path::new(&build.context).join(&build.dockerfile).display().to_string();
+            refused.extend(base_images.check_context(label.trim_start_matches("./"), &tar, &build.dockerfile, &build_args));
             jobs.push((
                 name.clone(),
                 repo.clone(),
@@ -465,6 +473,12 @@ impl Runner {
                     memory: self.config.build_memory,
                 },
             ));
+        }
+        if !refused.is_empty() {
+            for v in &refused {
+                log.system(Phase::Workspace, &format!("✗ {v}")).await;
+            }
+            return Err(Stop::Failed(crate::isolation::refusal(&refused)));
         }
         if jobs.is_empty() {
             return Err(Stop::Failed(BuildFailure::new(

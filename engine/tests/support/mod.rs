@@ -1,0 +1,115 @@
+//! Fixtures shared by the engine's integration tests: the test services
+//! (`cargo xtask test` starts them and sets their environment), git
+//! repositories holding a manifest, projects, and a build runner.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::Docker;
+use slipway_engine::build::buildkit::BuildKitBackend;
+use slipway_engine::build::create::create_build;
+use slipway_engine::build::runner::{Runner, RunnerConfig};
+use slipway_engine::embedded::ensure_base_image;
+use slipway_engine::Store;
+use slipway_model::build::{BuildDetail, NewBuild};
+use slipway_model::project::{NewProject, Project};
+
+/// `host:port` of the test registry.
+pub fn registry() -> String {
+    std::env::var("SLIPWAY_REGISTRY").expect("SLIPWAY_REGISTRY names the test registry (run the tests with `cargo xtask test`)")
+}
+
+/// The test Docker engine, with the local base image present.
+pub async fn docker() -> Docker {
+    let docker = Docker::connect_with_local_defaults().expect("a Docker engine (cargo xtask test starts one)");
+    ensure_base_image(&docker).await.expect("base image");
+    docker
+}
+
+/// Runs git in `dir`; returns its trimmed standard output.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A git repository holding `files`, committed on `main`.
+pub fn repo(files: &[(&str, String)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    for (path, content) in files {
+        let full = dir.path().join(path);
+        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        std::fs::write(full, content).expect("write");
+    }
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-q", "-m", "fixture"]);
+    dir
+}
+
+/// A short random suffix for names that must not collide between tests.
+pub fn nonce() -> String {
+    slipway_model::id::new_id("x")[2..14].to_string()
+}
+
+/// A store, a build runner on the real engine and registry, and the
+/// repositories of the projects made with [`Builds::project`].
+pub struct Builds {
+    pub store: Store,
+    pub docker: Docker,
+    pub runner: Runner,
+    repos: Vec<tempfile::TempDir>,
+    _work: tempfile::TempDir,
+}
+
+impl Builds {
+    pub async fn new(pool: sqlx::PgPool) -> Builds {
+        let store = Store::from_pool(pool);
+        let docker = docker().await;
+        let work = tempfile::tempdir().expect("tempdir");
+        let mut config = RunnerConfig::new(work.path().to_path_buf(), Some(registry()));
+        config.lease = Duration::from_secs(10);
+        config.heartbeat = Duration::from_millis(200);
+        let runner = Runner::new(store.clone(), docker.clone(), Arc::new(BuildKitBackend::new(docker.clone())), None, config);
+        Builds { store, docker, runner, repos: Vec::new(), _work: work }
+    }
+
+    /// A project named `<prefix><nonce>` whose repository holds `files`.
+    pub async fn project(&mut self, prefix: &str, files: &[(&str, String)]) -> Project {
+        let repo = repo(files);
+        let project = self
+            .store
+            .create_project(&NewProject { name: format!("{prefix}{}", nonce()), repo_url: repo.path().display().to_string(), ..Default::default() }, None)
+            .await
+            .expect("project");
+        self.repos.push(repo);
+        project
+    }
+
+    /// Creates a build of the project's `main`, runs it to the end and returns it.
+    pub async fn build(&self, project: &Project) -> BuildDetail {
+        let input = NewBuild { project: project.slug.clone(), run: true, ..Default::default() };
+        let d = create_build(&self.store, &input, None).await.expect("build created");
+        self.runner.run_once().await.expect("run").expect("a queued run");
+        self.store.get_build(&d.spec.id).await.expect("build")
+    }
+
+    /// The stored log of a run, one line per line.
+    pub async fn log_text(&self, run_id: &str) -> String {
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT line FROM build_logs WHERE run_id = $1 ORDER BY seq")
+            .bind(run_id)
+            .fetch_all(self.store.pool())
+            .await
+            .expect("log");
+        rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("\n")
+    }
+}
