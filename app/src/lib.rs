@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod auth;
+pub mod base_images;
 pub mod builds;
 pub mod components;
 pub mod logview;
@@ -65,6 +66,7 @@ pub fn App() -> impl IntoView {
                     <A href="/releases">"Releases"</A>
                     <A href="/environments">"Environments"</A>
                     <A href="/audit">"Audit"</A>
+                    <A href="/base-images">"Allowed images"</A>
                     <UserMenu/>
                 </nav>
                 <main class="content">
@@ -80,6 +82,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/setup") view=account::SetupPage/>
                         <Route path=path!("/account") view=account::AccountPage/>
                         <Route path=path!("/audit") view=account::AuditPage/>
+                        <Route path=path!("/base-images") view=base_images::BaseImagesPage/>
                         <Route path=path!("/pipelines/:run") view=pipelines::PipelineRunPage/>
                     </Routes>
                 </main>

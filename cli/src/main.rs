@@ -3,6 +3,7 @@
 //! `--json`.
 
 mod account;
+mod base_images;
 mod builds;
 mod config;
 mod client;
@@ -70,6 +71,9 @@ enum Top {
     /// Project secrets (names only are ever shown).
     #[command(subcommand)]
     Secrets(account::SecretCmd),
+    /// Allowed images: base images builds may use, repositories shared with a project.
+    #[command(subcommand, name = "base-images")]
+    BaseImages(base_images::BaseImageCmd),
     /// The audit trail.
     Audit {
         #[arg(long)]
@@ -131,6 +135,7 @@ fn run(cli: &Cli, client: &Client) -> anyhow::Result<()> {
         Top::Tokens(cmd) => account::tokens(cmd, client, cli.json)?,
         Top::Members(cmd) => account::members(cmd, client, cli.json)?,
         Top::Secrets(cmd) => account::secrets(cmd, client, cli.json)?,
+        Top::BaseImages(cmd) => base_images::run(cmd, client, cli.json)?,
         Top::Audit { actor, action, project, limit } => account::audit(
             client,
             slipway_model::auth::AuditQuery {
