@@ -19,11 +19,14 @@ fn client_info(g: &crate::auth::Guard) -> slipway_model::auth::ClientInfo {
     slipway_model::auth::ClientInfo { ip: g.info.ip.clone(), user_agent: g.info.user_agent.clone() }
 }
 
+/// Sets (or clears) the session cookie; `Secure` when the request came over
+/// https or the server is told to always mark it.
 #[cfg(feature = "ssr")]
 fn set_session_cookie(token: Option<&str>) {
+    let secure = if crate::auth::auth_info().secure_cookie { "; Secure" } else { "" };
     let value = match token {
-        Some(t) => format!("{SESSION_COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict; Max-Age=604800"),
-        None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        Some(t) => format!("{SESSION_COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict; Max-Age=604800{secure}"),
+        None => format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
     };
     if let (Some(res), Ok(v)) = (use_context::<leptos_axum::ResponseOptions>(), axum::http::HeaderValue::from_str(&value)) {
         res.append_header(axum::http::header::SET_COOKIE, v);

@@ -105,7 +105,7 @@ pub use server::*;
 
 #[cfg(feature = "ssr")]
 mod server {
-    use super::{endpoint, Access};
+    use super::{endpoint, Access, Endpoint};
     use slipway_engine::auth::Access as Membership;
     use slipway_model::auth::{Principal, Role};
     use slipway_model::{AppError, ErrorCode};
@@ -118,8 +118,13 @@ mod server {
         pub via_cookie: bool,
         /// The raw session token of a cookie login (to end it on logout).
         pub session_token: Option<String>,
+        /// The client's address: the socket's peer, or the configured
+        /// trusted proxy header's value when the server is set up with one.
         pub ip: Option<String>,
         pub user_agent: Option<String>,
+        /// Set `Secure` on cookies: the request came over https (or the
+        /// server is configured to always do so).
+        pub secure_cookie: bool,
     }
 
     /// The request's authentication, from the request parts Leptos provides.
@@ -158,24 +163,47 @@ mod server {
         }
     }
 
-    fn unauthenticated() -> AppError {
+    /// The 401 for a request without a valid session or token.
+    pub fn unauthenticated() -> AppError {
         AppError::new(ErrorCode::Unauthenticated, "log in first (or send `Authorization: Bearer <token>`)")
     }
 
-    /// Checks the caller against the table entry of `path`. For project
-    /// endpoints, a caller who is not a member gets `not_found()` — the same
-    /// answer as for a resource that does not exist, so nothing leaks.
+    /// Checks the caller against the table entry of `path` (server functions;
+    /// plain routes and websockets reach [`authorize`] through the server's
+    /// extractor). For project endpoints, a caller who is not a member gets
+    /// `not_found()` — the same answer as for a resource that does not exist.
     pub async fn require(
         path: &str,
         project_id: Option<&str>,
         not_found: impl FnOnce() -> AppError,
     ) -> Result<Guard, AppError> {
         let ctx = crate::server::context()?;
-        let rule = endpoint(path).ok_or_else(|| {
-            tracing::error!(path, "endpoint missing from the authorisation table");
-            AppError::internal("this endpoint is not in the authorisation table")
-        })?;
-        let info = auth_info();
+        let rule = endpoint(path).ok_or_else(|| missing_from_table(path))?;
+        authorize(&ctx.store, rule, auth_info(), project_id, not_found).await
+    }
+
+    /// The error for an endpoint that is not in [`super::ENDPOINTS`] (a bug).
+    pub fn missing_from_table(path: &str) -> AppError {
+        tracing::error!(path, "endpoint missing from the authorisation table");
+        AppError::internal("this endpoint is not in the authorisation table")
+    }
+
+    /// The authorisation decision, the only one: `info`'s caller against
+    /// `rule`, in `project_id` for project endpoints.
+    ///
+    /// * `Public`: anyone. `Authenticated`: 401 without a caller.
+    /// * `Admin`: a global administrator acting without a project-scoped
+    ///   token (a scoped token is never global admin); else 403.
+    /// * `Project(p)`: the caller's role in the project, narrowed by token
+    ///   scope, must allow `p`: a non-member (or a token scoped elsewhere)
+    ///   gets `not_found()`, a member whose role is not enough a 403.
+    pub async fn authorize(
+        store: &slipway_engine::Store,
+        rule: &Endpoint,
+        info: AuthInfo,
+        project_id: Option<&str>,
+        not_found: impl FnOnce() -> AppError,
+    ) -> Result<Guard, AppError> {
         let principal = info.principal.clone();
         match rule.access {
             Access::Public => Ok(Guard { principal, role: None, info }),
@@ -185,8 +213,13 @@ mod server {
             }
             Access::Admin => {
                 let p = principal.ok_or_else(unauthenticated)?;
-                if !p.user.is_admin {
-                    return Err(AppError::new(ErrorCode::Forbidden, "only a Slipway administrator may do this"));
+                if !p.is_global_admin() {
+                    let why = if p.user.is_admin {
+                        "only a Slipway administrator may do this, and not with a project-scoped token: use a session or an unscoped token"
+                    } else {
+                        "only a Slipway administrator may do this"
+                    };
+                    return Err(AppError::new(ErrorCode::Forbidden, why));
                 }
                 Ok(Guard { principal: Some(p), role: Some(Role::Admin), info })
             }
@@ -195,8 +228,9 @@ mod server {
                 let Some(project_id) = project_id else {
                     return Err(not_found());
                 };
-                let role = ctx.store.role_in(project_id, &p.user.id).await?;
-                match slipway_engine::auth::check(&p, project_id, role, permission) {
+                let role = store.role_in(project_id, &p.user.id).await?;
+                let role = slipway_engine::auth::scoped_role(&p, project_id, role);
+                match slipway_engine::auth::access(role, permission) {
                     Membership::Allowed => Ok(Guard { principal: Some(p), role, info }),
                     Membership::NotMember => Err(not_found()),
                     Membership::Insufficient => Err(AppError::new(

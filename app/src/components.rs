@@ -13,6 +13,7 @@ pub fn ErrorNotice(error: AppError) -> impl IntoView {
         ErrorCode::Unauthenticated => "Please log in",
         ErrorCode::Forbidden => "Not allowed",
         ErrorCode::RateLimited => "Too many attempts",
+        ErrorCode::TooLarge => "Too large",
         ErrorCode::Unavailable => "Temporarily unavailable",
         ErrorCode::Internal => "Something went wrong on the server",
         ErrorCode::Transport => "Could not reach Slipway",

@@ -676,7 +676,10 @@ async fn bench_token(store: &Store) -> anyhow::Result<String> {
 /// run written through [`start_writer`] at [`FOLLOW_RATE`].
 async fn slipway_fanout(fx: &Fixture) -> anyhow::Result<Fanout> {
     let leptos = LeptosOptions::builder().output_name("slipway").site_root("target/site").site_pkg_dir("pkg").build();
-    let state = AppState::for_tests(leptos, fx.store.clone());
+    let mut state = AppState::for_tests(leptos, fx.store.clone());
+    // One benchmark user follows with all its sockets: above the per-user limit.
+    let limits = slipway_server::Limits { followers_per_caller: FOLLOWERS, followers_per_build: FOLLOWERS, ..Default::default() };
+    state.edge = std::sync::Arc::new(slipway_server::Edge::new(None, false, limits));
     let hub = state.log_hub.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use slipway_engine::auth::{access, authorize, scoped_role, Access, AuditRecord, AuthPolicy};
+use slipway_engine::auth::{access, scoped_role, Access, AuditRecord, AuthPolicy};
 use slipway_engine::{Error, Store};
 use slipway_model::auth::{
     AuditQuery, ClientInfo, NewToken, Permission, Principal, Role, User,
@@ -334,8 +334,7 @@ async fn members_are_added_changed_listed_and_removed(pool: PgPool) {
     let role = store.project_role(&cp, &alpha).await.unwrap();
     assert_eq!(access(role, Permission::Read), Access::Allowed);
     assert_eq!(access(role, Permission::Build), Access::Insufficient);
-    assert_eq!(authorize(Some(&cp), role, Permission::Build).unwrap_err().code, ErrorCode::Forbidden);
-    assert_eq!(authorize(None, role, Permission::Read).unwrap_err().code, ErrorCode::Unauthenticated);
+    assert_eq!(access(role, Permission::Build).require().unwrap_err().code, ErrorCode::Forbidden);
     assert_eq!(store.project_role(&cp, &beta).await.unwrap(), None);
 
     store.set_role(&alpha, &carol.id, Role::Approver, &by).await.unwrap();

@@ -19,6 +19,9 @@ pub enum ErrorCode {
     Forbidden,
     /// Too many attempts (e.g. failed logins); the message says when to retry (429).
     RateLimited,
+    /// The request (its body, or a list in it) is larger than the documented
+    /// limit, which the message states (413).
+    TooLarge,
     /// A dependency (database, engine, registry) is not answering (503).
     Unavailable,
     /// The server failed; details are in its log, never in the response (500).
@@ -37,6 +40,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::RateLimited => 429,
+            ErrorCode::TooLarge => 413,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
             ErrorCode::Transport => 502,
@@ -108,6 +112,24 @@ impl AppError {
 
     pub fn conflict(message: impl Into<String>) -> Self {
         AppError::new(ErrorCode::Conflict, message)
+    }
+
+    /// 413 for a list in the request with more than `max` entries.
+    pub fn too_many(field: &str, max: usize, got: usize) -> Self {
+        let message = format!("at most {max} entries are accepted (got {got})");
+        AppError {
+            code: ErrorCode::TooLarge,
+            message: format!("{field}: {message}"),
+            problems: vec![FieldProblem { field: field.to_string(), message }],
+        }
+    }
+
+    /// 413 unless `len <= max` (see [`crate::limits`]).
+    pub fn check_list_len(field: &str, len: usize, max: usize) -> Result<(), AppError> {
+        if len > max {
+            return Err(AppError::too_many(field, max, len));
+        }
+        Ok(())
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {

@@ -1,19 +1,18 @@
 //! Authentication of every request: a bearer token (scripts, the CLI) or the
 //! session cookie (the dashboard). The result goes into the request's
-//! extensions as an [`AuthInfo`] that server functions and handlers read.
+//! extensions as an [`AuthInfo`] that server functions and handlers read
+//! (the decision itself is `slipway_app::auth::authorize`; plain routes reach
+//! it through [`crate::authz::Caller`]).
 //! Cookie-authenticated requests that change state, and websocket upgrades,
 //! must be same-origin (`Sec-Fetch-Site`, else `Origin` against `Host`).
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use slipway_app::account::SESSION_COOKIE;
 use slipway_app::auth::{endpoint, AuthInfo};
-use slipway_model::auth::{Permission, Principal};
 use slipway_model::{AppError, ErrorCode};
 
 use crate::http::AppState;
@@ -70,8 +69,9 @@ fn changes_state(req: &Request) -> bool {
 /// The middleware: resolves the caller and refuses cross-origin cookie writes.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let mut info = AuthInfo {
-        ip: req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
+        ip: state.edge.client_ip(&req),
         user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(300).collect()),
+        secure_cookie: state.edge.secure_cookie(&req),
         ..Default::default()
     };
     let client = slipway_model::auth::ClientInfo { ip: info.ip.clone(), user_agent: info.user_agent.clone() };
@@ -107,23 +107,4 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     }
     req.extensions_mut().insert(info);
     next.run(req).await
-}
-
-/// For plain handlers: the caller may read `project_id`, or the error to send
-/// (401; the `not_found` error for non-members, so nothing leaks; 403).
-pub async fn authorize_read(
-    state: &AppState,
-    auth: Option<&AuthInfo>,
-    project_id: &str,
-    not_found: impl FnOnce() -> AppError,
-) -> Result<Principal, AppError> {
-    let principal = auth
-        .and_then(|a| a.principal.clone())
-        .ok_or_else(|| AppError::new(ErrorCode::Unauthenticated, "log in first (or send `Authorization: Bearer <token>`)"))?;
-    let role = state.store.role_in(project_id, &principal.user.id).await?;
-    match slipway_engine::auth::check(&principal, project_id, role, Permission::Read) {
-        slipway_engine::auth::Access::Allowed => Ok(principal),
-        slipway_engine::auth::Access::NotMember => Err(not_found()),
-        slipway_engine::auth::Access::Insufficient => Err(AppError::new(ErrorCode::Forbidden, "your role does not allow reading this project")),
-    }
 }

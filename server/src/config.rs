@@ -109,6 +109,20 @@ pub struct Serve {
     #[arg(long, env = "SLIPWAY_BUILD_BACKEND", default_value = "buildkit", value_parser = ["buildkit", "legacy"], global = true)]
     pub build_backend: String,
 
+    /// A header a reverse proxy in front of Slipway sets to the client's
+    /// address (e.g. `X-Forwarded-For`; the right-most address in it is used).
+    /// Only set this when every request comes through that proxy: the client
+    /// address keys login limits and the audit trail. Unset (the default):
+    /// the socket's peer address, and forwarding headers are ignored.
+    #[arg(long, env = "SLIPWAY_TRUSTED_PROXY_HEADER", global = true)]
+    pub trusted_proxy_header: Option<String>,
+
+    /// Always mark the session cookie `Secure`. Without it the cookie is
+    /// `Secure` when the request came over https (as a trusted proxy's
+    /// `X-Forwarded-Proto` says).
+    #[arg(long, env = "SLIPWAY_FORCE_SECURE_COOKIE", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub force_secure_cookie: bool,
+
     /// Seed the demo project on first run.
     #[arg(long, env = "SLIPWAY_SEED_DEMO", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub seed_demo: bool,

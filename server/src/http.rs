@@ -17,7 +17,7 @@ use slipway_app::server::AppContext;
 use slipway_app::{shell, App};
 use slipway_engine::Store;
 use slipway_model::AppError;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 /// Everything a request handler can reach.
@@ -35,6 +35,8 @@ pub struct AppState {
     pub secrets: Option<std::sync::Arc<slipway_engine::secrets::SecretBox>>,
     /// Wakes the deploy executor (None: this process runs no deployments).
     pub deploy_kick: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// Client address, cookie security and per-process limits.
+    pub edge: std::sync::Arc<crate::edge::Edge>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -55,6 +57,7 @@ impl AppState {
             docker_endpoint: "not connected".into(),
             registry: None,
             deploy_kick: None,
+            edge: Default::default(),
             secrets: Some(std::sync::Arc::new(slipway_engine::secrets::SecretBox::new(slipway_engine::secrets::MasterKey::from_bytes([9; 32])))),
         }
     }
@@ -80,14 +83,16 @@ pub fn app(state: AppState) -> Router {
         .route("/api/builds/{build}/logs", get(crate::ws::log_page))
         .route("/builds/{build}/logs.txt", get(crate::ws::log_text))
         .route("/builds/{build}/export", get(crate::transfer::export))
-        .route("/api/projects/{project}/import", axum::routing::post(crate::transfer::import))
         .leptos_routes_with_context(&state, routes, move || provide_context(page_ctx.clone()), move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // Every body but an import's is read into memory, so it is bounded.
+        .layer(middleware::from_fn_with_state(state.edge.clone(), crate::edge::limit_body))
+        .route("/api/projects/{project}/import", axum::routing::post(crate::transfer::import))
         .layer(middleware::from_fn(error_status))
         .layer(middleware::from_fn_with_state(state.clone(), crate::authn::authenticate))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .make_span_with(access_span)
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .with_state(state)
@@ -98,8 +103,14 @@ async fn server_fn_handler(State(state): State<AppState>, req: Request<Body>) ->
     handle_server_fns_with_context(move || provide_context(ctx.clone()), req).await
 }
 
+/// The access log's span: method and path, never the query string (a setup
+/// link carries its one-time token there).
+fn access_span(req: &Request<Body>) -> tracing::Span {
+    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), version = ?req.version())
+}
+
 /// `GET /healthz`: database, Docker engine and registry, as JSON; 503 when degraded.
-async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+async fn healthz(State(state): State<AppState>, _public: crate::authz::Caller) -> impl IntoResponse {
     let health =
         slipway_engine::health::check(&state.store, state.docker.as_ref(), &state.docker_endpoint, state.registry.as_deref()).await;
     let status = if health.status == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

@@ -2,11 +2,14 @@
 //! and the shutdown that stops what it started.
 
 mod authn;
+mod authz;
 pub mod config;
+pub mod edge;
 mod http;
 mod startup;
 mod transfer;
 mod ws;
 
+pub use edge::{Edge, Limits};
 pub use http::{app, AppState};
 pub use startup::{run, run_admin_create, run_services};

@@ -186,7 +186,8 @@ async fn serve_inner(
     let deploy_kick = docker.as_ref().map(|d| start_deploy_executor(store.clone(), d.clone(), shutdown.clone()));
     // Pipeline runs (build → release → deploy) are driven in the background, one driver per run across processes.
     let pipelines = docker.as_ref().map(|d| slipway_engine::pipeline::spawn_driver(store.clone(), Arc::new(slipway_engine::release::LocalDockerTarget::new(d.clone())), shutdown.clone()));
-    let state = AppState { leptos, store, docker, docker_endpoint, registry, log_hub: log_hub.clone(), secrets: Some(secrets), deploy_kick };
+    let edge = Arc::new(crate::edge::Edge::new(trusted_proxy_header(serve)?, serve.force_secure_cookie, Default::default()));
+    let state = AppState { leptos, store, docker, docker_endpoint, registry, log_hub: log_hub.clone(), secrets: Some(secrets), deploy_kick, edge };
     let router = app(state);
     let listener = tokio::net::TcpListener::from_std(listener)?;
     tracing::info!(url = %format!("http://{}", serve.addr), "Slipway is serving the dashboard");
@@ -316,4 +317,15 @@ fn start_deploy_executor(store: Store, docker: bollard::Docker, shutdown: Cancel
         }
     });
     kick
+}
+
+/// The `--trusted-proxy-header` setting as a header name (a bad name stops start-up).
+fn trusted_proxy_header(serve: &Serve) -> anyhow::Result<Option<axum::http::HeaderName>> {
+    let Some(name) = serve.trusted_proxy_header.as_deref().map(str::trim).filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    let header = axum::http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+        .map_err(|_| anyhow::anyhow!("--trusted-proxy-header: `{name}` is not a valid header name"))?;
+    tracing::info!(header = %header, "client addresses are read from the trusted proxy header");
+    Ok(Some(header))
 }

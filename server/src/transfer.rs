@@ -8,7 +8,8 @@
 //!   body is such a `.tgz` (at most 2 GiB, else 413), streamed to a temporary
 //!   file, checked (422 naming the problem), loaded, pushed to Slipway's
 //!   registry under the project and recorded as a build with a release; the
-//!   answer is an [`ImportedBuild`] as JSON.
+//!   answer is an [`ImportedBuild`] as JSON. One import runs at a time per
+//!   server process (another is a 429), so scratch space stays bounded.
 //!
 //! Both are audited (`build.exported`, `build.imported`).
 
@@ -16,47 +17,21 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use futures::StreamExt;
 use slipway_app::auth::AuthInfo;
 use slipway_engine::build::transfer::{self, MAX_IMPORT_BYTES};
-use slipway_model::auth::{Permission, Principal};
+use slipway_model::auth::Principal;
 use slipway_model::build::ImportedBuild;
 use slipway_model::id::{self, BUILD};
-use slipway_model::{AppError, ErrorCode};
+use slipway_model::AppError;
 use tokio::io::AsyncWriteExt;
 
+use crate::authz::Caller;
 use crate::http::AppState;
 use crate::ws::ApiError;
 
-/// The caller may use `permission` on `project_id`, or the error to send
-/// (401; the `not_found` error for non-members, so nothing leaks; 403).
-async fn authorize(
-    state: &AppState,
-    auth: Option<&AuthInfo>,
-    project_id: &str,
-    permission: Permission,
-    not_found: impl FnOnce() -> AppError,
-) -> Result<Principal, AppError> {
-    let principal = auth
-        .and_then(|a| a.principal.clone())
-        .ok_or_else(|| AppError::new(ErrorCode::Unauthenticated, "log in first (or send `Authorization: Bearer <token>`)"))?;
-    let role = state.store.role_in(project_id, &principal.user.id).await?;
-    match slipway_engine::auth::check(&principal, project_id, role, permission) {
-        slipway_engine::auth::Access::Allowed => Ok(principal),
-        slipway_engine::auth::Access::NotMember => Err(not_found()),
-        slipway_engine::auth::Access::Insufficient => Err(AppError::new(
-            ErrorCode::Forbidden,
-            format!(
-                "your role in this project ({}) does not allow {}",
-                role.map(|r| r.as_str()).unwrap_or("none"),
-                permission.as_str()
-            ),
-        )),
-    }
-}
-
-async fn audit(state: &AppState, principal: &Principal, auth: Option<&AuthInfo>, action: &str, project_id: &str, target: (&str, &str), detail: serde_json::Value) {
+async fn audit(state: &AppState, principal: &Principal, auth: &AuthInfo, action: &str, project_id: &str, target: (&str, &str), detail: serde_json::Value) {
     let record = slipway_engine::auth::AuditRecord {
         actor: Some(principal),
         actor_label: principal.user.username.clone(),
@@ -65,8 +40,8 @@ async fn audit(state: &AppState, principal: &Principal, auth: Option<&AuthInfo>,
         target_type: Some(target.0.to_string()),
         target_id: Some(target.1.to_string()),
         detail,
-        ip: auth.and_then(|a| a.ip.clone()),
-        user_agent: auth.and_then(|a| a.user_agent.clone()),
+        ip: auth.ip.clone(),
+        user_agent: auth.user_agent.clone(),
     };
     if let Err(e) = state.store.record_audit(record).await {
         tracing::error!(error = %e, action, "writing an audit event failed");
@@ -79,20 +54,21 @@ fn no_engine() -> AppError {
 
 /// `GET /builds/{build}/export`: the build and its images as a `.tgz`.
 #[tracing::instrument(skip_all, fields(build = %build))]
-pub async fn export(State(state): State<AppState>, auth: Option<Extension<AuthInfo>>, Path(build): Path<String>) -> Result<Response, ApiError> {
-    let auth = auth.as_ref().map(|a| &a.0);
+pub async fn export(State(state): State<AppState>, caller: Caller, Path(build): Path<String>) -> Result<Response, ApiError> {
+    let auth = caller.info();
     let build = build.trim().to_string();
     id::parse_expect(BUILD, &build).map_err(|e| AppError::invalid("build", e.to_string()))?;
     let not_found = || AppError::not_found(format!("build `{build}`"));
     let spec = state.store.get_build_spec(&build).await.map_err(|_| not_found())?;
-    let principal = authorize(&state, auth, &spec.project_id, Permission::Read, not_found).await?;
+    let guard = caller.project(&spec.project_id, not_found).await?;
+    let principal = guard.user()?;
     // Say what is wrong with the build before saying the engine is missing.
     transfer::exportable(&state.store, &build).await?;
     let docker = state.docker.as_ref().ok_or_else(no_engine)?;
     let export = transfer::export_build(&state.store, docker, &build).await?;
     audit(
         &state,
-        &principal,
+        principal,
         auth,
         "build.exported",
         &spec.project_id,
@@ -118,15 +94,18 @@ fn too_large() -> Response {
 #[tracing::instrument(skip_all, fields(project = %project))]
 pub async fn import(
     State(state): State<AppState>,
-    auth: Option<Extension<AuthInfo>>,
+    caller: Caller,
     Path(project): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let auth = auth.as_ref().map(|a| &a.0);
+    let auth = caller.info();
     let not_found = || AppError::not_found(format!("project `{project}`"));
     let target = state.store.get_project(&project).await.map_err(|_| not_found())?;
-    let principal = authorize(&state, auth, &target.id, Permission::Build, not_found).await?;
+    let guard = caller.project(&target.id, not_found).await?;
+    let principal = guard.user()?;
+    // Bounds the scratch space uploads and unpacking take.
+    let _slot = state.edge.import_slot()?;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_IMPORT_BYTES) {
         return Ok(too_large());
@@ -134,14 +113,14 @@ pub async fn import(
     // Stream the upload to a scratch file, counting.
     let dir = std::env::temp_dir().join(format!("slipway-import-{}", id::new_id("tmp")));
     tokio::fs::create_dir_all(&dir).await.map_err(|e| slipway_engine::Error::io("creating a scratch directory", e))?;
-    let result = receive_and_import(&state, auth, &principal, &target, &dir, body).await;
+    let result = receive_and_import(&state, auth, principal, &target, &dir, body).await;
     let _ = tokio::fs::remove_dir_all(&dir).await;
     result
 }
 
 async fn receive_and_import(
     state: &AppState,
-    auth: Option<&AuthInfo>,
+    auth: &AuthInfo,
     principal: &Principal,
     target: &slipway_model::project::Project,
     dir: &std::path::Path,

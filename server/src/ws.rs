@@ -9,7 +9,9 @@
 //!   that falls too far behind is closed with code 1008 and a reason telling
 //!   it to reconnect with `after=<last seq>`. The server pings every 20 s.
 //!   An unknown build or run is a 404 with a JSON [`AppError`] before any
-//!   upgrade; bad parameters a 422 naming the parameter.
+//!   upgrade; bad parameters a 422 naming the parameter. A user may hold at
+//!   most 20 followers and a build have at most 200 (per server process;
+//!   `slipway_model::limits`); one more is a 429 naming the limit.
 //! - `GET /api/builds/{build}/logs?run=&after=&limit=&q=`: one [`LogPage`]
 //!   as JSON (limit 1000 by default, at most 10 000; `q` is a
 //!   case-insensitive search in the text without ANSI codes).
@@ -19,8 +21,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::Extension;
-use slipway_app::auth::AuthInfo;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -35,6 +35,7 @@ use slipway_model::logs::{text_line, LogPage, LogStreamMessage, DEFAULT_PAGE, MA
 use slipway_model::AppError;
 use tokio::time::Instant;
 
+use crate::authz::Caller;
 use crate::http::AppState;
 
 /// How often the server pings a follower.
@@ -108,25 +109,27 @@ impl LogParams {
 }
 
 /// The run to read: `run` when given (it must belong to the build), else the
-/// build's newest run. Unknown build or run, or a build without runs: not found.
-async fn resolve_run(state: &AppState, auth: Option<&AuthInfo>, build: &str, run: Option<&str>) -> Result<String, ApiError> {
+/// build's newest run. Unknown build or run, or a build without runs: not
+/// found; a caller who may not read the build's project: as the table says.
+async fn resolve_run(state: &AppState, caller: &Caller, build: &str, run: Option<&str>) -> Result<(String, slipway_app::auth::Guard), ApiError> {
     let store: &Store = &state.store;
     let build = build.trim();
     id::parse_expect(BUILD, build).map_err(|e| AppError::invalid("build", e.to_string()))?;
-    let spec = store.get_build_spec(build).await?;
-    crate::authn::authorize_read(state, auth, &spec.project_id, || AppError::not_found(format!("build `{build}`"))).await?;
+    let not_found = || AppError::not_found(format!("build `{build}`"));
+    let spec = store.get_build_spec(build).await.map_err(|_| not_found())?;
+    let guard = caller.project(&spec.project_id, not_found).await?;
     match run {
         Some(run_id) => {
             let run = store.get_run(run_id).await?;
             if run.build_id != build {
                 return Err(AppError::not_found(format!("run `{run_id}` of build `{build}`")).into());
             }
-            Ok(run.id)
+            Ok((run.id, guard))
         }
-        None => store
-            .latest_run_id(build)
-            .await?
-            .ok_or_else(|| AppError::not_found(format!("a run of build `{build}` (it has not run yet)")).into()),
+        None => match store.latest_run_id(build).await? {
+            Some(run) => Ok((run, guard)),
+            None => Err(AppError::not_found(format!("a run of build `{build}` (it has not run yet)")).into()),
+        },
     }
 }
 
@@ -134,7 +137,7 @@ async fn resolve_run(state: &AppState, auth: Option<&AuthInfo>, build: &str, run
 #[tracing::instrument(skip_all, fields(build = %build))]
 pub async fn follow_logs(
     State(state): State<AppState>,
-    auth: Option<Extension<AuthInfo>>,
+    caller: Caller,
     Path(build): Path<String>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -143,7 +146,7 @@ pub async fn follow_logs(
         Ok(p) => p,
         Err(e) => return ApiError(e).into_response(),
     };
-    let run_id = match resolve_run(&state, auth.as_ref().map(|a| &a.0), &build, params.run.as_deref()).await {
+    let (run_id, guard) = match resolve_run(&state, &caller, &build, params.run.as_deref()).await {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -151,12 +154,18 @@ pub async fn follow_logs(
         Ok(u) => u,
         Err(rejection) => return rejection.into_response(),
     };
+    // Counted from before the upgrade until the socket closes.
+    let slot = match guard.user().and_then(|p| state.edge.follower_slot(&p.user.id, build.trim())) {
+        Ok(slot) => slot,
+        Err(e) => return ApiError(e).into_response(),
+    };
     let hub = state.log_hub.clone();
     let after = params.after;
     upgrade.on_upgrade(move |socket| async move {
         tracing::debug!(run = %run_id, ?after, "log follower connected");
         let follower = hub.follow(&run_id, after);
         stream(socket, follower).await;
+        drop(slot);
     })
 }
 
@@ -261,12 +270,12 @@ async fn stream(mut socket: WebSocket, mut follower: Follower) {
 #[tracing::instrument(skip_all, fields(build = %build))]
 pub async fn log_page(
     State(state): State<AppState>,
-    auth: Option<Extension<AuthInfo>>,
+    caller: Caller,
     Path(build): Path<String>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<LogPage>, ApiError> {
     let params = LogParams::parse(query)?;
-    let run_id = resolve_run(&state, auth.as_ref().map(|a| &a.0), &build, params.run.as_deref()).await?;
+    let (run_id, _) = resolve_run(&state, &caller, &build, params.run.as_deref()).await?;
     let page = state.store.log_page(&run_id, params.after, params.limit, params.q.as_deref()).await?;
     Ok(Json(page))
 }
@@ -275,12 +284,12 @@ pub async fn log_page(
 #[tracing::instrument(skip_all, fields(build = %build))]
 pub async fn log_text(
     State(state): State<AppState>,
-    auth: Option<Extension<AuthInfo>>,
+    caller: Caller,
     Path(build): Path<String>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let params = LogParams::parse(query)?;
-    let run_id = resolve_run(&state, auth.as_ref().map(|a| &a.0), &build, params.run.as_deref()).await?;
+    let (run_id, _) = resolve_run(&state, &caller, &build, params.run.as_deref()).await?;
     let store = state.store.clone();
     let filename = format!("{}-{run_id}.log", build.trim());
     let pages = futures::stream::try_unfold((store, run_id, Some(-1i64)), |(store, run_id, after)| async move {

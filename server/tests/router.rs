@@ -48,6 +48,7 @@ async fn router_with(store: Store) -> Router {
         registry,
         secrets: None,
         deploy_kick: None,
+        edge: Default::default(),
     })
 }
 

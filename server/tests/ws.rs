@@ -80,6 +80,7 @@ impl Fixture {
             log_hub: self.hub.clone(),
             secrets: None,
             deploy_kick: None,
+            edge: Default::default(),
         }
     }
 

@@ -1,14 +1,8 @@
-//! The authorisation decision, kept pure so the endpoint table's tests can
-//! drive it without a database.
-//!
-//! A typical project endpoint:
-//!
-//! ```ignore
-//! let principal = principal.as_ref().ok_or_else(unauthenticated)?;   // 401
-//! let project = store.get_project(key).await?;
-//! let role = store.project_role(principal, &project.id).await?;
-//! access(role, Permission::Build).require_or_hide(format!("project `{key}`"))?; // 404 / 403
-//! ```
+//! The pure pieces of the authorisation decision: the role a principal acts
+//! with in a project (narrowed by token scope) and whether that role grants a
+//! permission. The decision itself — endpoint rule, caller, project — is made
+//! in one place, `slipway_app::auth::authorize`, which every server function,
+//! plain route and websocket reaches.
 
 use slipway_model::auth::{Permission, Principal, Role};
 use slipway_model::{AppError, ErrorCode};
@@ -88,24 +82,4 @@ pub fn scoped_role(principal: &Principal, project_id: &str, member_role: Option<
         return Some(Role::Admin);
     }
     member_role
-}
-
-/// 401 without a principal; 403 when there is no role (not a member) or the
-/// role lacks `needed`. Use [`access`] instead to answer a non-member with 404.
-pub fn authorize(principal: Option<&Principal>, project_role: Option<Role>, needed: Permission) -> Result<(), AppError> {
-    if principal.is_none() {
-        return Err(unauthenticated());
-    }
-    access(project_role, needed).require()
-}
-
-/// For actions outside any project (users, the global audit trail): 401
-/// without a principal, 403 unless a global admin acts without a
-/// project-scoped token.
-pub fn require_global_admin(principal: Option<&Principal>) -> Result<(), AppError> {
-    match principal {
-        None => Err(unauthenticated()),
-        Some(p) if p.is_global_admin() => Ok(()),
-        Some(_) => Err(AppError::new(ErrorCode::Forbidden, "only an administrator can do this")),
-    }
 }

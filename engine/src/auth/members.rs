@@ -212,7 +212,7 @@ impl Store {
 
     /// The role a request's principal has in a project: [`Store::role_in`]
     /// narrowed by token scope (a token scoped to another project has none).
-    /// Feed it to [`crate::auth::access`] or [`crate::auth::authorize`].
+    /// Feed it to [`crate::auth::access`].
     pub async fn project_role(&self, principal: &Principal, project_id: &str) -> Result<Option<Role>> {
         if !principal.may_touch_project(project_id) {
             return Ok(None);

@@ -16,10 +16,7 @@
 //!
 //! The store functions here do not check who may call them, except where the
 //! rule is about ownership (revoking a token, changing one's password): the
-//! server checks the role first with [`access`] / [`authorize`] using
-//! [`Store::project_role`].
-//!
-//! [`Store::project_role`]: crate::Store::project_role
+//! server decides first (`slipway_app::auth::authorize`, built on [`check`]).
 
 mod access;
 mod audit;
@@ -29,7 +26,7 @@ mod sessions;
 mod tokens;
 mod users;
 
-pub use access::{access, authorize, check, require_global_admin, scoped_role, unauthenticated, Access};
+pub use access::{access, check, scoped_role, unauthenticated, Access};
 pub use audit::{record_audit_in, AuditRecord, ANONYMOUS_LABEL, SYSTEM_LABEL};
 pub use password::{hash_password, verify_password};
 pub use sessions::{SessionToken, SESSION_COOKIE};
