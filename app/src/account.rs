@@ -55,8 +55,11 @@ pub async fn login(username: String, password: String) -> Result<User, AppError>
 pub async fn setup(token: String, username: String, password: String) -> Result<User, AppError> {
     let ctx = crate::server::context()?;
     let g = crate::auth::require("auth/setup", None, || AppError::not_found("setup")).await?;
-    let user = ctx.store.consume_setup_token(&token, &username, &password).await?;
-    let (_, session) = ctx.store.login(&username, &password, &client_info(&g)).await?;
+    let client = client_info(&g);
+    let user = ctx.store.consume_setup_token(&token, &username, &password, &client).await?;
+    // The password was just set: open the session without checking it again.
+    let ttl = slipway_engine::auth::AuthPolicy::default().session_ttl;
+    let session = ctx.store.create_session(&user, ttl, &client).await?;
     set_session_cookie(Some(session.expose()));
     Ok(user)
 }

@@ -70,16 +70,45 @@ pub async fn list_environments(project: String) -> Result<Vec<Environment>, AppE
     Ok(slipway_engine::release::list_environments(&ctx.store, &pid).await?)
 }
 
+/// The environment called (or with the id) `name`, if there is one.
+#[cfg(feature = "ssr")]
+async fn environment_named(project_id: &str, name: &str) -> Result<Option<Environment>, AppError> {
+    let ctx = crate::server::context()?;
+    let key = name.trim();
+    let all = slipway_engine::release::list_environments(&ctx.store, project_id).await?;
+    Ok(all.into_iter().find(|e| e.name == key || e.id == key))
+}
+
+/// What the audit trail keeps of an environment's gate and target.
+#[cfg(feature = "ssr")]
+fn gate_facts(env: &Environment) -> serde_json::Value {
+    serde_json::json!({
+        "name": env.name,
+        "position": env.position,
+        "approval_required": env.approval_required,
+        "approvers": env.approvers,
+        "wait_timer_seconds": env.wait_timer_seconds,
+        "deploy_target": env.deploy_target,
+    })
+}
+
 /// Creates an environment, or updates the one named `environment`.
 #[server(prefix = "/api", endpoint = "environments/save", input = Json)]
 pub async fn save_environment(project: String, #[server(default)] environment: Option<String>, input: EnvironmentInput) -> Result<Environment, AppError> {
     let ctx = crate::server::context()?;
     let (pid, g) = project_guard("environments/save", &project).await?;
+    // Loosening a gate happens only here (a manifest may not): the audit
+    // event keeps the gate and target before and after.
+    let before = match &environment {
+        Some(name) => environment_named(&pid, name).await?,
+        None => None,
+    };
     let env = match &environment {
         Some(name) => slipway_engine::release::update_environment(&ctx.store, &pid, name, &input).await?,
         None => slipway_engine::release::create_environment(&ctx.store, &pid, &input).await?,
     };
-    crate::auth::audit(&g, "environment.saved", Some(&pid), Some(("environment", &env.id)), serde_json::json!({ "name": env.name, "approval_required": env.approval_required, "approvers": env.approvers })).await;
+    let detail = serde_json::json!({ "name": env.name, "before": before.as_ref().map(gate_facts), "after": gate_facts(&env) });
+    crate::auth::audit(&g, "environment.saved", Some(&pid), Some(("environment", &env.id)), detail).await;
     Ok(env)
 }
 
@@ -88,8 +117,10 @@ pub async fn save_environment(project: String, #[server(default)] environment: O
 pub async fn delete_environment(project: String, environment: String) -> Result<(), AppError> {
     let ctx = crate::server::context()?;
     let (pid, g) = project_guard("environments/delete", &project).await?;
+    let before = environment_named(&pid, &environment).await?;
     slipway_engine::release::delete_environment(&ctx.store, &pid, &environment).await?;
-    crate::auth::audit(&g, "environment.deleted", Some(&pid), Some(("environment", &environment)), serde_json::json!({})).await;
+    let detail = serde_json::json!({ "before": before.as_ref().map(gate_facts) });
+    crate::auth::audit(&g, "environment.deleted", Some(&pid), Some(("environment", &environment)), detail).await;
     Ok(())
 }
 

@@ -192,19 +192,16 @@ async fn prepare(store: &Store, project: &Project, git_ref: &str, manifest_hash:
     } else {
         workspace::resolve_ref(&project.repo_url, git_ref).await.map_err(|e| AppError::invalid("git_sha", e.message))?
     };
-    let (hash, manifest) = match store.manifest_content(&project.id, &sha).await? {
-        Some((hash, content)) => (hash, manifest::parse(&content).map_err(AppError::from)?),
+    // `unrecorded`: the manifest's text, when this commit's manifest is new.
+    let (hash, manifest, unrecorded) = match store.manifest_content(&project.id, &sha).await? {
+        Some((hash, content)) => (hash, manifest::parse(&content).map_err(AppError::from)?, None),
         None => {
             let content = workspace::read_file_at(&project.repo_url, &sha, MANIFEST_PATH)
                 .await
                 .map_err(|e| AppError::invalid("git_sha", e.message))?
                 .ok_or_else(|| AppError::invalid("git_sha", format!("commit {sha} has no {MANIFEST_PATH}")))?;
             let parsed = manifest::parse(&content).map_err(AppError::from)?;
-            let hash = parsed.canonical_hash();
-            let parsed_json = serde_json::from_str::<serde_json::Value>(&parsed.canonical_json())
-                .unwrap_or_else(|_| serde_json::json!({}));
-            store.record_manifest(&project.id, &sha, &hash, &content, &parsed_json).await?;
-            (hash, parsed)
+            (parsed.canonical_hash(), parsed, Some(content))
         }
     };
     if let Some(given) = manifest_hash {
@@ -216,8 +213,15 @@ async fn prepare(store: &Store, project: &Project, git_ref: &str, manifest_hash:
             .into());
         }
     }
+    // The same sync as a build's: it refuses, before anything is recorded, a
+    // manifest that would loosen an existing gate or target.
     if !manifest.environments.is_empty() {
         crate::release::sync_environments_from_manifest(store, &project.id, &manifest).await?;
+    }
+    if let Some(content) = unrecorded {
+        let parsed_json =
+            serde_json::from_str::<serde_json::Value>(&manifest.canonical_json()).unwrap_or_else(|_| serde_json::json!({}));
+        store.record_manifest(&project.id, &sha, &hash, &content, &parsed_json).await?;
     }
     Ok(Prepared { sha, hash, manifest })
 }

@@ -48,8 +48,8 @@ async fn argon2id_hash_is_stored_and_verifies(pool: PgPool) {
         sqlx::query_as("SELECT password_hash FROM users WHERE id = $1").bind(&alice.id).fetch_one(&pool).await.unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     assert!(!hash.contains(PASSWORD));
-    assert!(slipway_engine::auth::verify_password(&hash, PASSWORD).await);
-    assert!(!slipway_engine::auth::verify_password(&hash, "correct-horse-batterY").await);
+    assert!(slipway_engine::auth::verify_password(&hash, PASSWORD).await.unwrap());
+    assert!(!slipway_engine::auth::verify_password(&hash, "correct-horse-batterY").await.unwrap());
     let (logged_in, session) = store.login(" Alice ", PASSWORD, &client("10.0.0.1")).await.unwrap();
     assert_eq!(logged_in, alice);
     assert_eq!(session.expose().len(), 43);
@@ -358,17 +358,17 @@ async fn the_setup_token_works_once_and_only_while_there_are_no_users(pool: PgPo
     let second = store.create_setup_token().await.unwrap();
     assert_ne!(first, second);
     let c = client("10.11.0.1");
-    let err = app_err(store.consume_setup_token("not-the-token", "admin", PASSWORD).await.unwrap_err());
+    let err = app_err(store.consume_setup_token("not-the-token", "admin", PASSWORD, &c).await.unwrap_err());
     assert_eq!(err.code, ErrorCode::Unauthenticated);
-    let err = app_err(store.consume_setup_token(&first, "admin", "short").await.unwrap_err());
+    let err = app_err(store.consume_setup_token(&first, "admin", "short", &c).await.unwrap_err());
     assert_eq!(err.problems[0].field, "password");
 
-    let admin = store.consume_setup_token(&first, "admin", PASSWORD).await.unwrap();
+    let admin = store.consume_setup_token(&first, "admin", PASSWORD, &c).await.unwrap();
     assert!(admin.is_admin);
     assert_eq!(store.user_count().await.unwrap(), 1);
-    let err = app_err(store.consume_setup_token(&first, "admin2", PASSWORD).await.unwrap_err());
+    let err = app_err(store.consume_setup_token(&first, "admin2", PASSWORD, &c).await.unwrap_err());
     assert_eq!(err.code, ErrorCode::Conflict);
-    let err = app_err(store.consume_setup_token(&second, "admin2", PASSWORD).await.unwrap_err());
+    let err = app_err(store.consume_setup_token(&second, "admin2", PASSWORD, &c).await.unwrap_err());
     assert_eq!(err.code, ErrorCode::Conflict);
     assert_eq!(app_err(store.create_setup_token().await.unwrap_err()).code, ErrorCode::Conflict);
     assert_eq!(store.user_count().await.unwrap(), 1);

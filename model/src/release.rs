@@ -222,6 +222,7 @@ impl EnvironmentInput {
     /// Checks every field and normalises the approvers (trimmed, sorted,
     /// de-duplicated case-insensitively) and the target.
     pub fn normalized(&self) -> Result<EnvironmentInput, AppError> {
+        AppError::check_list_len("approvers", self.approvers.len(), crate::limits::MAX_LIST_ITEMS)?;
         let mut problems = Vec::new();
         let name = self.name.trim().to_string();
         if !is_valid_environment_name(&name) {

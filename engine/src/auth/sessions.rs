@@ -62,6 +62,7 @@ enum Failure {
     Disabled,
     RateLimitedAccount,
     RateLimitedAddress,
+    AccountBackoff,
 }
 
 impl Failure {
@@ -72,14 +73,17 @@ impl Failure {
             Failure::Disabled => "disabled",
             Failure::RateLimitedAccount => "rate_limited_account",
             Failure::RateLimitedAddress => "rate_limited_address",
+            Failure::AccountBackoff => "account_backoff",
         }
     }
 }
 
 #[derive(sqlx::FromRow)]
 struct LimitRow {
+    pair_failures: i64,
+    pair_oldest: Option<DateTime<Utc>>,
     account_failures: i64,
-    account_oldest: Option<DateTime<Utc>>,
+    account_latest: Option<DateTime<Utc>>,
     address_failures: i64,
     address_oldest: Option<DateTime<Utc>>,
 }
@@ -126,12 +130,16 @@ impl Store {
     ///   fail with the same 401 `invalid username or password`, after the same
     ///   argon2 work (unknown users are verified against a dummy hash).
     /// * Refused with [`ErrorCode::RateLimited`] (429), even with the right
-    ///   password, once the username has `max_failures_per_account` failures
-    ///   within `login_window` since its last successful login, or the address
-    ///   has `max_failures_per_address` failures within the window. The message
-    ///   says which and in how many minutes to retry. Attempts are counted in
-    ///   Postgres (a row is written before the password is checked), so
-    ///   concurrent attempts and several server processes agree.
+    ///   password, when this address has `max_failures_per_account_and_address`
+    ///   failures for this username within `login_window` (since its last
+    ///   success from here), or `max_failures_per_address` failures for any
+    ///   username; or while the account backs off after
+    ///   `account_backoff_after` failures from everywhere (a wait of seconds,
+    ///   doubling, at most `account_backoff_max`). Failures from one address
+    ///   never lock the account for others. The message says which and when
+    ///   to retry. Attempts are counted in Postgres (a row is written before
+    ///   the password is checked), so concurrent attempts and several server
+    ///   processes agree.
     /// * Every attempt is audited: `login.succeeded`, or `login.failed` with
     ///   the username tried, the address and a reason; never the password.
     #[tracing::instrument(skip_all, fields(ip = ?client.ip))]
@@ -157,22 +165,32 @@ impl Store {
                 .fetch_one(self.pool())
                 .await?;
 
+        let backoff_depth = i64::from(policy.account_backoff_after) + 32;
         let limits: LimitRow = sqlx::query_as(
-            "WITH account AS (
+            "WITH pair AS (
+                 SELECT at FROM login_attempts
+                 WHERE username = $1 AND ip IS NOT DISTINCT FROM $2 AND id <> $3 AND outcome IN ('pending', 'failed')
+                   AND at > now() - $4::interval
+                   AND at > COALESCE((SELECT max(at) FROM login_attempts
+                                      WHERE username = $1 AND ip IS NOT DISTINCT FROM $2 AND outcome = 'succeeded'), '-infinity')
+                 ORDER BY at DESC LIMIT $5
+             ), account AS (
                  SELECT at FROM login_attempts
                  WHERE username = $1 AND id <> $3 AND outcome IN ('pending', 'failed')
                    AND at > now() - $4::interval
                    AND at > COALESCE((SELECT max(at) FROM login_attempts
                                       WHERE username = $1 AND outcome = 'succeeded'), '-infinity')
-                 ORDER BY at DESC LIMIT $5
+                 ORDER BY at DESC LIMIT $7
              ), address AS (
                  SELECT at FROM login_attempts
                  WHERE $2::text IS NOT NULL AND ip = $2 AND id <> $3 AND outcome IN ('pending', 'failed')
                    AND at > now() - $4::interval
                  ORDER BY at DESC LIMIT $6
              )
-             SELECT (SELECT count(*) FROM account) AS account_failures,
-                    (SELECT min(at) FROM account) AS account_oldest,
+             SELECT (SELECT count(*) FROM pair) AS pair_failures,
+                    (SELECT min(at) FROM pair) AS pair_oldest,
+                    (SELECT count(*) FROM account) AS account_failures,
+                    (SELECT max(at) FROM account) AS account_latest,
                     (SELECT count(*) FROM address) AS address_failures,
                     (SELECT min(at) FROM address) AS address_oldest",
         )
@@ -180,16 +198,28 @@ impl Store {
         .bind(ip)
         .bind(attempt_id)
         .bind(policy.login_window)
-        .bind(i64::from(policy.max_failures_per_account))
+        .bind(i64::from(policy.max_failures_per_account_and_address))
         .bind(i64::from(policy.max_failures_per_address))
+        .bind(backoff_depth)
         .fetch_one(self.pool())
         .await?;
-        let limited = if limits.account_failures >= i64::from(policy.max_failures_per_account) {
-            let n = minutes_until(limits.account_oldest, policy.login_window);
-            Some((Failure::RateLimitedAccount, format!("too many failed logins for this account; try again in {n} minute{}", plural(n))))
+        let backoff = policy.account_backoff(u32::try_from(limits.account_failures).unwrap_or(u32::MAX));
+        let backoff_left = limits.account_latest.map_or(Duration::zero(), |t| t + backoff - Utc::now());
+        let limited = if limits.pair_failures >= i64::from(policy.max_failures_per_account_and_address) {
+            let n = minutes_until(limits.pair_oldest, policy.login_window);
+            Some((
+                Failure::RateLimitedAccount,
+                format!("too many failed logins for this account from this address; try again in {n} minute{}", plural(n)),
+            ))
         } else if ip.is_some() && limits.address_failures >= i64::from(policy.max_failures_per_address) {
             let n = minutes_until(limits.address_oldest, policy.login_window);
             Some((Failure::RateLimitedAddress, format!("too many failed logins from this address; try again in {n} minute{}", plural(n))))
+        } else if backoff_left > Duration::zero() {
+            let n = (backoff_left.num_milliseconds() + 999) / 1000;
+            Some((
+                Failure::AccountBackoff,
+                format!("this account has had many failed logins recently; try again in {n} second{}", plural(n)),
+            ))
         } else {
             None
         };
@@ -207,7 +237,14 @@ impl Store {
         .fetch_optional(self.pool())
         .await?;
         password::warm_up().await;
-        let verified = password::verify_or_dummy(row.as_ref().map(|r| r.password_hash.clone()), password).await;
+        let verified = match password::verify_or_dummy(row.as_ref().map(|r| r.password_hash.clone()), password).await {
+            Ok(v) => v,
+            Err(e) => {
+                // Too busy to check: not a failure of this account.
+                self.finish_attempt(attempt_id, "refused").await?;
+                return Err(e);
+            }
+        };
         let failure = match &row {
             None => Some(Failure::UnknownUser),
             Some(_) if !verified => Some(Failure::WrongPassword),

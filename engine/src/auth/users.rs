@@ -15,6 +15,10 @@ use crate::store::Store;
 /// How long a setup link stays valid.
 pub const SETUP_TOKEN_TTL_HOURS: i64 = 24;
 
+/// The `login_attempts.username` under which refused setups are counted (no
+/// username can be spelled like this, so it never meets a real account's count).
+const SETUP_ATTEMPT_KEY: &str = "(setup)";
+
 /// Advisory-lock key that serialises first-admin setup across processes.
 const SETUP_LOCK_KEY: i64 = 0x534c_5057_5345_5455; // "SLPWSETU"
 
@@ -169,7 +173,7 @@ impl Store {
                 .fetch_optional(self.pool())
                 .await?
                 .ok_or_else(|| AppError::new(ErrorCode::Unauthenticated, "this account no longer exists"))?;
-        if !password::verify_password(&hash, old).await {
+        if !password::verify_password(&hash, old).await? {
             return Err(AppError::invalid("old_password", "is not your current password").into());
         }
         let new_hash = password::hash_password(new).await?;
@@ -216,16 +220,55 @@ impl Store {
     /// Creates the first admin with a setup token from
     /// [`Store::create_setup_token`]. Works once, and only while no user
     /// exists (a conflict otherwise); an unknown, expired or used token is
-    /// refused (401). Every other setup token is discarded. Audited as
-    /// `user.created` with `"via": "setup"`.
+    /// refused (401) — checked before any password hashing, so a caller
+    /// without the token cannot make the server hash. An address with
+    /// `max_failures_per_address` refused setups (or failed logins) within
+    /// the login window is refused with 429. Every other setup token is
+    /// discarded. Audited as `user.created` with `"via": "setup"`.
     #[tracing::instrument(skip_all)]
-    pub async fn consume_setup_token(&self, token: &str, username: &str, password: &str) -> Result<User> {
+    pub async fn consume_setup_token(&self, token: &str, username: &str, password: &str, client: &ClientInfo) -> Result<User> {
+        let policy = super::AuthPolicy::default();
+        let ip = client.ip.as_deref().filter(|ip| !ip.is_empty());
+        if let Some(ip) = ip {
+            let (failures,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM login_attempts WHERE ip = $1 AND outcome = 'failed' AND at > now() - $2::interval",
+            )
+            .bind(ip)
+            .bind(policy.login_window)
+            .fetch_one(self.pool())
+            .await?;
+            if failures >= i64::from(policy.max_failures_per_address) {
+                return Err(AppError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "too many refused setup or login attempts from this address; try again in {} minutes",
+                        policy.login_window.num_minutes()
+                    ),
+                )
+                .into());
+            }
+        }
         let new = NewUser { username: username.into(), display_name: None, password: password.into(), is_admin: true }
             .normalized()?;
         let refused = || AppError::new(ErrorCode::Unauthenticated, "this setup link is invalid, expired or already used");
-        if !super::is_secret_shaped(token.trim()) {
+        if self.user_count().await? > 0 {
+            return Err(AppError::conflict("setup is already complete: users exist; log in instead").into());
+        }
+        let known = super::is_secret_shaped(token.trim())
+            && sqlx::query_as::<_, (i32,)>("SELECT 1 FROM setup_tokens WHERE token_hash = $1 AND expires_at > now()")
+                .bind(token_hash(token.trim()))
+                .fetch_optional(self.pool())
+                .await?
+                .is_some();
+        if !known {
+            sqlx::query("INSERT INTO login_attempts (username, ip, outcome) VALUES ($1, $2, 'failed')")
+                .bind(SETUP_ATTEMPT_KEY)
+                .bind(ip)
+                .execute(self.pool())
+                .await?;
             return Err(refused().into());
         }
+        // Only a caller holding a valid token gets this far.
         let hash = password::hash_password(&new.password).await?;
         let mut tx = self.pool().begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SETUP_LOCK_KEY).execute(&mut *tx).await?;
@@ -243,7 +286,7 @@ impl Store {
         }
         sqlx::query("DELETE FROM setup_tokens").execute(&mut *tx).await?;
         let user = insert_user(&mut tx, &new, &hash).await?;
-        let actor = principal_of(user.clone(), &ClientInfo::default());
+        let actor = principal_of(user.clone(), client);
         record_audit_in(
             &mut tx,
             &AuditRecord {

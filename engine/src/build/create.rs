@@ -3,6 +3,7 @@
 //! queue a run. Every bad field is a 4xx naming it.
 
 use slipway_model::build::{is_git_sha, is_manifest_hash, parse_build_args, BuildDetail, NewBuild};
+use slipway_model::limits::MAX_LIST_ITEMS;
 use slipway_model::manifest::{self, MANIFEST_PATH};
 use slipway_model::{AppError, FieldProblem};
 
@@ -21,6 +22,8 @@ pub async fn create_build(store: &Store, input: &NewBuild, created_by: Option<&s
         return Err(AppError::invalid("project", "is required (id, slug or name)").into());
     }
     let project = store.get_project(&input.project).await?;
+    AppError::check_list_len("services", input.services.as_ref().map_or(0, Vec::len), MAX_LIST_ITEMS)?;
+    AppError::check_list_len("build_args", input.build_args.len(), MAX_LIST_ITEMS)?;
     let mut problems = Vec::new();
     if let Some(hash) = &input.manifest_hash {
         if !is_manifest_hash(hash) {
@@ -117,11 +120,13 @@ pub async fn create_build(store: &Store, input: &NewBuild, created_by: Option<&s
     };
     let parsed_json = serde_json::from_str::<serde_json::Value>(&parsed.canonical_json())
         .unwrap_or_else(|_| serde_json::json!({}));
-    store.record_manifest(&project.id, &sha, &hash, &content, &parsed_json).await?;
-    // The environments of the newest built manifest are the project's promotion path.
+    // The manifest's environments join the promotion path; one that would
+    // loosen an existing gate or target refuses the build before anything is
+    // recorded.
     if !parsed.environments.is_empty() {
         crate::release::sync_environments_from_manifest(store, &project.id, &parsed).await?;
     }
+    store.record_manifest(&project.id, &sha, &hash, &content, &parsed_json).await?;
     let mut inputs = input.inputs.clone().unwrap_or_else(|| serde_json::json!({}));
     if input.development {
         if let Some(obj) = inputs.as_object_mut() {

@@ -90,21 +90,122 @@ fn to_i32(v: u64, field: &str) -> Result<i32> {
     i32::try_from(v).map_err(|_| AppError::invalid(field, "is too large").into())
 }
 
-/// Makes the project's environments match the manifest's: each manifest
-/// environment is inserted or updated by name (approval rule, target, and
-/// position = its index in the manifest). Environments only the dashboard
-/// defined are kept, after the manifest's, in their previous order.
-#[tracing::instrument(skip_all, fields(project = %project_id))]
-pub async fn sync_environments_from_manifest(store: &Store, project_id: &str, manifest: &Manifest) -> Result<Vec<Environment>> {
-    let mut tx = store.pool().begin().await?;
-    lock_project_environments(&mut tx, project_id).await?;
-    let names: Vec<String> = manifest.environments.iter().map(|e| e.name.clone()).collect();
-    for (i, env) in manifest.environments.iter().enumerate() {
+/// The gate and target a manifest asks an environment to have.
+struct Wanted {
+    required: u32,
+    approvers: Vec<String>,
+    wait: u64,
+    target: serde_json::Value,
+}
+
+impl Wanted {
+    fn of(env: &slipway_model::manifest::Environment) -> Result<Wanted> {
         let (required, approvers, wait) = match &env.approval {
             Some(a) => (a.required, a.approvers.clone(), a.wait_timer_seconds.unwrap_or(0)),
             None => (0, Vec::new(), 0),
         };
-        let target = serde_json::to_value(&env.target).map_err(internal)?;
+        Ok(Wanted { required, approvers, wait, target: serde_json::to_value(&env.target).map_err(internal)? })
+    }
+}
+
+/// A target with its `null` fields dropped, so equal targets compare equal
+/// however they were written.
+fn comparable_target(target: &serde_json::Value) -> serde_json::Value {
+    match target {
+        serde_json::Value::Object(map) => {
+            serde_json::Value::Object(map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// What would get weaker if `current` took the manifest's settings, one
+/// sentence each; empty when nothing would (equal, or only tighter).
+/// Weaker: fewer approvals, a shorter wait, approvers added (or the list
+/// dropped, letting anyone with approve access approve), another target.
+fn loosenings(current: &Environment, wanted: &Wanted) -> Vec<String> {
+    let mut out = Vec::new();
+    if wanted.required < current.approval_required {
+        out.push(if wanted.required == 0 {
+            format!("the approval gate would be removed (approval.required {} → 0)", current.approval_required)
+        } else {
+            format!("fewer approvals would be needed (approval.required {} → {})", current.approval_required, wanted.required)
+        });
+    }
+    if !current.approvers.is_empty() && wanted.required > 0 {
+        let named = |list: &[String], who: &str| list.iter().any(|a| a.eq_ignore_ascii_case(who));
+        if wanted.approvers.is_empty() {
+            out.push(format!(
+                "anyone with approve access could approve, not only {} (approval.approvers emptied)",
+                current.approvers.join(", ")
+            ));
+        } else {
+            let added: Vec<&str> = wanted.approvers.iter().filter(|a| !named(&current.approvers, a)).map(String::as_str).collect();
+            if !added.is_empty() {
+                out.push(format!("approvers would be added: {} (approval.approvers)", added.join(", ")));
+            }
+        }
+    }
+    if wanted.wait < current.wait_timer_seconds {
+        out.push(format!(
+            "the wait after approval would be shorter (approval.wait_timer_seconds {} → {})",
+            current.wait_timer_seconds, wanted.wait
+        ));
+    }
+    if comparable_target(&wanted.target) != comparable_target(&current.deploy_target) {
+        out.push(format!("deployments would go to another target ({} → {})", comparable_target(&current.deploy_target), comparable_target(&wanted.target)));
+    }
+    out
+}
+
+/// Brings the manifest's environments into the project — the one sync,
+/// used whenever a commit's manifest is built or run (`create_build`, the
+/// pipeline). A manifest may create environments that do not exist yet and
+/// tighten existing ones (more approvals, fewer named approvers, a longer
+/// wait), and it sets the order; it may never loosen an existing gate,
+/// approver list or target: then nothing changes and the answer is a 409
+/// naming each environment and what would loosen. Loosening is a project
+/// admin's action (`environments/save`, audited with before and after).
+/// Environments only the dashboard defined are kept, after the manifest's,
+/// in their previous order.
+#[tracing::instrument(skip_all, fields(project = %project_id))]
+pub async fn sync_environments_from_manifest(store: &Store, project_id: &str, manifest: &Manifest) -> Result<Vec<Environment>> {
+    let mut tx = store.pool().begin().await?;
+    lock_project_environments(&mut tx, project_id).await?;
+    let rows: Vec<EnvironmentRow> =
+        sqlx::query_as(&format!("SELECT {ENVIRONMENT_COLUMNS} FROM environments e WHERE e.project_id = $1"))
+            .bind(project_id)
+            .fetch_all(&mut *tx)
+            .await?;
+    let current: Vec<Environment> = rows.into_iter().map(Into::into).collect();
+    let mut wanted = Vec::with_capacity(manifest.environments.len());
+    let mut problems = Vec::new();
+    for env in &manifest.environments {
+        let w = Wanted::of(env)?;
+        if let Some(existing) = current.iter().find(|c| c.name == env.name) {
+            for what in loosenings(existing, &w) {
+                problems.push(FieldProblem { field: format!("environments.{}", env.name), message: what });
+            }
+        }
+        wanted.push((env, w));
+    }
+    if !problems.is_empty() {
+        let mut names: Vec<&str> = problems.iter().map(|p| p.field.trim_start_matches("environments.")).collect();
+        names.dedup();
+        let details = problems.iter().map(|p| format!("{}: {}", p.field.trim_start_matches("environments."), p.message)).collect::<Vec<_>>();
+        return Err(AppError {
+            code: ErrorCode::Conflict,
+            message: format!(
+                "this commit's manifest would loosen environment {}: {}. A manifest may add environments and tighten gates, never loosen them; a project admin can loosen a gate on the Environments page (environments/save), audited",
+                names.join(", "),
+                details.join("; ")
+            ),
+            problems,
+        }
+        .into());
+    }
+    let names: Vec<String> = manifest.environments.iter().map(|e| e.name.clone()).collect();
+    for (i, (env, w)) in wanted.iter().enumerate() {
         sqlx::query(
             "INSERT INTO environments (id, project_id, name, position, approval_required, approvers, wait_timer_seconds, deploy_target)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -117,10 +218,10 @@ pub async fn sync_environments_from_manifest(store: &Store, project_id: &str, ma
         .bind(project_id)
         .bind(&env.name)
         .bind(i as i32)
-        .bind(to_i32(u64::from(required), "approval.required")?)
-        .bind(&approvers)
-        .bind(to_i32(wait, "approval.wait_timer_seconds")?)
-        .bind(&target)
+        .bind(to_i32(u64::from(w.required), "approval.required")?)
+        .bind(&w.approvers)
+        .bind(to_i32(w.wait, "approval.wait_timer_seconds")?)
+        .bind(&w.target)
         .execute(&mut *tx)
         .await
         .map_err(|e| map_environment_error(e, &env.name))?;
