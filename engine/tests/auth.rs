@@ -104,22 +104,46 @@ async fn wrong_password_and_unknown_user_look_the_same(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
-async fn sixth_login_for_an_account_is_refused_even_with_the_right_password(pool: PgPool) {
+async fn five_failures_from_one_address_lock_that_address_out_of_the_account_only(pool: PgPool) {
     let store = Store::from_pool(pool);
     user(&store, "alice", false).await;
     user(&store, "bob", false).await;
+    let attacker = client("10.1.0.66");
     for i in 0..5 {
-        // From different addresses: the account limit holds whatever the address.
-        let err = app_err(store.login("alice", "wrong-password", &client(&format!("10.1.0.{i}"))).await.unwrap_err());
+        let err = app_err(store.login("alice", "wrong-password", &attacker).await.unwrap_err());
         assert_eq!(err.code, ErrorCode::Unauthenticated, "attempt {i}");
     }
-    let err = app_err(store.login("ALICE", PASSWORD, &client("10.1.0.9")).await.unwrap_err());
+    // The attacker's address is refused, even with the right password.
+    let err = app_err(store.login("ALICE", PASSWORD, &attacker).await.unwrap_err());
     assert_eq!(err.code, ErrorCode::RateLimited);
     assert_eq!(err.http_status(), 429);
-    assert!(err.message.contains("this account") && err.message.contains("minute"), "{}", err.message);
-    // Another account from another address is unaffected.
+    assert!(err.message.contains("this account from this address") && err.message.contains("minute"), "{}", err.message);
+    // Alice, from her own address, is not locked out.
+    let (alice, _) = store.login("alice", PASSWORD, &client("10.1.0.9")).await.unwrap();
+    assert_eq!(alice.username, "alice");
     let (bob, _) = store.login("bob", PASSWORD, &client("10.2.0.1")).await.unwrap();
     assert_eq!(bob.username, "bob");
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn failures_from_many_addresses_slow_the_account_down_without_locking_it(pool: PgPool) {
+    let store = Store::from_pool(pool.clone());
+    user(&store, "alice", false).await;
+    let policy = AuthPolicy { account_backoff_after: 3, ..AuthPolicy::default() };
+    for i in 0..3 {
+        let err = app_err(store.login_with(&policy, "alice", "wrong-password", &client(&format!("10.6.0.{i}"))).await.unwrap_err());
+        assert_eq!(err.code, ErrorCode::Unauthenticated, "attempt {i}");
+    }
+    // The account now waits a second after the latest failure, whoever asks.
+    let err = app_err(store.login_with(&policy, "alice", PASSWORD, &client("10.6.1.1")).await.unwrap_err());
+    assert_eq!(err.code, ErrorCode::RateLimited);
+    assert!(err.message.contains("second"), "{}", err.message);
+    // Once the wait has passed the right password works again.
+    sqlx::query("UPDATE login_attempts SET at = at - interval '2 seconds'").execute(&pool).await.unwrap();
+    store.login_with(&policy, "alice", PASSWORD, &client("10.6.1.1")).await.unwrap();
+    assert_eq!(policy.account_backoff(3), chrono::Duration::seconds(1));
+    assert_eq!(policy.account_backoff(5), chrono::Duration::seconds(4));
+    assert_eq!(policy.account_backoff(40), chrono::Duration::seconds(60));
 }
 
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]

@@ -922,9 +922,18 @@ async fn environments_follow_the_manifest_and_the_dashboard(pool: PgPool) {
         "services:\n  api:\n    build: api\nenvironments:\n  - name: staging\n  - name: test\n  - name: production\n",
     )
     .unwrap();
+    // A manifest may not drop production's gate or move its target: refused, nothing changes.
+    let e = app_err(release::sync_environments_from_manifest(&store, &project.id, &swapped).await);
+    assert_eq!(e.code, ErrorCode::Conflict);
+    assert!(e.message.contains("production") && e.message.contains("approval.required 1 → 0"), "{}", e.message);
+    assert_eq!(names(&release::list_environments(&store, &project.slug).await.unwrap()), ["test", "qa", "staging", "production"]);
+    let swapped = slipway_model::manifest::parse(
+        "services:\n  api:\n    build: api\nenvironments:\n  - name: staging\n  - name: test\n  - name: production\n    approval:\n      required: 2\n      approvers: [alice, bob]\n      wait_timer_seconds: 30\n    target: { kind: kubernetes, namespace: prod }\n",
+    )
+    .unwrap();
     let envs = release::sync_environments_from_manifest(&store, &project.id, &swapped).await.unwrap();
     assert_eq!(names(&envs), ["staging", "test", "production", "qa"]);
-    assert_eq!(envs[2].approval_required, 0, "the gate follows the manifest");
+    assert_eq!(envs[2].approval_required, 2, "a tighter gate follows the manifest");
     assert_eq!(envs.iter().map(|e| e.position).collect::<Vec<_>>(), [0, 1, 2, 3]);
 
     let moved = release::update_environment(

@@ -3,12 +3,13 @@
 //! same-origin rule for cookies, revoked tokens, rate limits, and a scan for
 //! secret values in responses, pages and log lines.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use http_body_util::BodyExt;
 use leptos::config::LeptosOptions;
 use serde_json::{json, Value};
 use slipway_app::auth::{Access, ENDPOINTS};
@@ -18,9 +19,8 @@ use slipway_model::auth::{NewToken, Principal, Role};
 use slipway_model::project::NewProject;
 use slipway_server::{app, AppState};
 use sqlx::PgPool;
+use support::{send, token_for, PASSWORD};
 use tower::ServiceExt;
-
-const PASSWORD: &str = "a long enough password";
 
 struct World {
     router: Router,
@@ -39,12 +39,9 @@ enum Caller {
     Member(Role),
     OtherProjectAdmin,
     GlobalAdmin,
-}
-
-async fn token_for(store: &Store, username: &str, is_admin: bool) -> String {
-    let user = store.create_user(username, None, PASSWORD, is_admin).await.unwrap();
-    let p = Principal { user, token_id: None, token_project: None, client: Default::default() };
-    store.create_token(&p, &NewToken { name: "t".into(), project: None, expires_in_days: None }).await.unwrap().token
+    /// A global administrator's token scoped to the other project: never
+    /// global admin, a stranger to this project.
+    ScopedGlobalAdmin,
 }
 
 async fn world(pool: PgPool) -> World {
@@ -140,17 +137,14 @@ async fn world(pool: PgPool) -> World {
     store.set_member(&other.id, "outsider", Role::Admin, &root_p).await.unwrap();
     tokens.push((Caller::OtherProjectAdmin, Some(t)));
     tokens.push((Caller::GlobalAdmin, Some(token_for(&store, "global", true).await)));
+    let scoped_admin = store.create_user("scoped-global", None, PASSWORD, true).await.unwrap();
+    let scoped_admin = Principal { user: scoped_admin, token_id: None, token_project: None, client: Default::default() };
+    let scoped = store.create_token(&scoped_admin, &NewToken { name: "scoped".into(), project: Some(other.id.clone()), expires_in_days: None }).await.unwrap();
+    tokens.push((Caller::ScopedGlobalAdmin, Some(scoped.token)));
 
     let leptos = LeptosOptions::builder().output_name("slipway").site_root("target/site").site_pkg_dir("pkg").build();
     let router = app(AppState::for_tests(leptos, store.clone()));
     World { router, store, project: project.id, build: spec.id, run: run.id, deployment: deployment.id, pipeline_run, tokens }
-}
-
-async fn send(router: &Router, req: Request<Body>) -> (StatusCode, String) {
-    let res = router.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// A request to `path` that would succeed for an allowed caller.
@@ -229,7 +223,7 @@ fn expected(access: Access, caller: Caller) -> Option<StatusCode> {
         (Access::Admin, _) => Some(StatusCode::FORBIDDEN),
         (Access::Project(_), Caller::GlobalAdmin) => None,
         // Not a member: the same answer as for a resource that does not exist.
-        (Access::Project(_), Caller::OtherProjectAdmin) => Some(StatusCode::NOT_FOUND),
+        (Access::Project(_), Caller::OtherProjectAdmin | Caller::ScopedGlobalAdmin) => Some(StatusCode::NOT_FOUND),
         (Access::Project(perm), Caller::Member(role)) => (!role.allows(perm)).then_some(StatusCode::FORBIDDEN),
     }
 }
@@ -437,6 +431,11 @@ async fn no_response_page_or_log_line_contains_a_secret_value(pool: PgPool) {
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("DB_PASSWORD") || html.contains("alpha"), "the page rendered");
     bodies.push(html);
+    // A setup link's token travels in the query string: the access log keeps only the path.
+    let setup_token = "zq-setup-token-in-a-query-5551212";
+    let link = Request::builder().uri(format!("/setup?token={setup_token}")).body(Body::empty()).unwrap();
+    let (status, _) = send(&w.router, link).await;
+    assert!(status.is_success() || status.is_client_error(), "{status}");
     let stored: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM secrets").fetch_all(w.store.pool()).await.unwrap();
     assert_eq!(stored.len(), 1);
     assert!(!String::from_utf8_lossy(&stored[0].0).contains(secret));
@@ -446,4 +445,6 @@ async fn no_response_page_or_log_line_contains_a_secret_value(pool: PgPool) {
     let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
     assert!(logs.contains("secrets/set"), "the capture saw the requests: {} bytes: {}", logs.len(), &logs[..logs.len().min(600)]);
     assert!(!logs.contains(secret), "a log line contains the secret");
+    assert!(logs.contains("/setup"), "the setup page request was logged");
+    assert!(!logs.contains(setup_token), "the access log contains a query string");
 }

@@ -86,11 +86,7 @@ impl Fixture {
 
     /// The whole router on 127.0.0.1, on a free port.
     async fn serve(&self) -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let router = app(self.state());
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        addr
+        serve_state(self.state()).await
     }
 
     async fn start_run(&self, masker: Masker) -> (String, LogSink, LogWriter) {
@@ -114,6 +110,15 @@ impl Fixture {
         let body = res.into_body().collect().await.unwrap().to_bytes();
         (status, content_type, disposition, String::from_utf8(body.to_vec()).unwrap())
     }
+}
+
+/// The router over `state` on 127.0.0.1, on a free port.
+async fn serve_state(state: AppState) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = app(state);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
 }
 
 async fn write_lines(sink: &LogSink, first: usize, count: usize) {
@@ -394,5 +399,44 @@ async fn text_download_and_paged_json_read_the_stored_log(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    fx.hub.shutdown().await;
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn one_user_cannot_open_more_log_followers_than_the_limit(pool: PgPool) {
+    let fx = Fixture::new(pool, HubConfig::default()).await;
+    let mut state = fx.state();
+    let limits = slipway_server::Limits { followers_per_caller: 2, ..Default::default() };
+    state.edge = std::sync::Arc::new(slipway_server::Edge::new(None, false, limits));
+    let addr = serve_state(state).await;
+    let (run_id, sink, writer) = fx.start_run(Masker::default()).await;
+    let path = format!("/ws/builds/{}/logs", fx.build_id);
+    let first = connect(&fx.token, addr, &path).await;
+    let _second = connect(&fx.token, addr, &path).await;
+    match tokio_tungstenite::connect_async(ws_request(&fx.token, addr, &path)).await {
+        Err(tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+            let body: Value = serde_json::from_slice(res.body().as_deref().unwrap()).unwrap();
+            assert!(body["message"].as_str().unwrap().contains("at most 2"), "{body}");
+        }
+        Ok(_) => panic!("a third follower was let in"),
+        Err(e) => panic!("{e}"),
+    }
+    // Closing one frees its place.
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio_tungstenite::connect_async(ws_request(&fx.token, addr, &path)).await {
+            Ok(_) => break,
+            Err(tungstenite::Error::Http(res)) if res.status() == StatusCode::TOO_MANY_REQUESTS => {
+                assert!(std::time::Instant::now() < deadline, "the closed follower's place was never freed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    drop(sink);
+    writer.finish().await.unwrap();
+    fx.finish(&run_id, RunOutcome::Cancelled { message: "test".into() }).await;
     fx.hub.shutdown().await;
 }

@@ -1,0 +1,104 @@
+//! Fixtures shared by the router tests: a router over a store, users with API
+//! tokens, JSON calls, and git repositories with a manifest.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use leptos::config::LeptosOptions;
+use serde_json::Value;
+use slipway_engine::Store;
+use slipway_model::auth::{NewToken, Principal};
+use slipway_server::{app, AppState, Edge};
+use tower::ServiceExt;
+
+pub const PASSWORD: &str = "a long enough password";
+
+pub fn leptos() -> LeptosOptions {
+    LeptosOptions::builder().output_name("slipway").site_root("target/site").site_pkg_dir("pkg").build()
+}
+
+/// The router over `store` without engine or registry, with these edge settings.
+pub fn router_with_edge(store: &Store, edge: Edge) -> Router {
+    let mut state = AppState::for_tests(leptos(), store.clone());
+    state.edge = std::sync::Arc::new(edge);
+    app(state)
+}
+
+/// The router over `store` without engine or registry.
+pub fn router(store: &Store) -> Router {
+    app(AppState::for_tests(leptos(), store.clone()))
+}
+
+/// A user (global admin or not) and an unscoped API token of theirs.
+pub async fn token_for(store: &Store, username: &str, is_admin: bool) -> String {
+    let user = store.create_user(username, None, PASSWORD, is_admin).await.unwrap();
+    let p = Principal { user, token_id: None, token_project: None, client: Default::default() };
+    store.create_token(&p, &NewToken { name: "t".into(), project: None, expires_in_days: None }).await.unwrap().token
+}
+
+/// Sends a request; the status and the body as text.
+pub async fn send(router: &Router, req: Request<Body>) -> (StatusCode, String) {
+    let res = router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// `POST /api/{path}` with a JSON body, as `token` (or anonymously).
+pub fn post(path: &str, token: Option<&str>, body: &Value) -> Request<Body> {
+    let mut req = Request::builder()
+        .method("POST")
+        .uri(format!("/api/{path}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    req.body(Body::from(body.to_string())).unwrap()
+}
+
+/// The request as if it came from the socket address `ip` (port 40000).
+pub fn from_ip(mut req: Request<Body>, ip: [u8; 4]) -> Request<Body> {
+    req.extensions_mut().insert(ConnectInfo(SocketAddr::from((ip, 40000))));
+    req
+}
+
+/// Calls a server function and parses the JSON answer.
+pub async fn call(router: &Router, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+    let (status, text) = send(router, post(path, token, &body)).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A git repository on branch `main`, no commits yet.
+pub fn repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    dir
+}
+
+/// Commits `.slipway/manifest.yaml` with this text; the commit's sha.
+pub fn commit_manifest(repo: &Path, manifest: &str) -> String {
+    std::fs::create_dir_all(repo.join(".slipway")).unwrap();
+    std::fs::write(repo.join(".slipway/manifest.yaml"), manifest).unwrap();
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-q", "-m", "manifest"]);
+    git(repo, &["rev-parse", "HEAD"])
+}
