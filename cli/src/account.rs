@@ -25,7 +25,12 @@ pub enum TokenCmd {
         expires_in_days: Option<u32>,
     },
     /// Revoke a token by id (`tok_…`).
-    Revoke { token: String },
+    Revoke {
+        /// Not named `token`: clap would merge it with the global `--token`,
+        /// and the request would be sent with the id as its credential.
+        #[arg(value_name = "TOKEN_ID")]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,9 +183,9 @@ pub fn tokens(cmd: &TokenCmd, client: &Client, json_out: bool) -> anyhow::Result
             eprintln!("Token {} created; it is shown once:", created.info.id);
             println!("{}", created.token);
         }
-        TokenCmd::Revoke { token } => {
-            client.call::<()>("tokens/revoke", json!({ "token": token }))?;
-            println!("Revoked {token}");
+        TokenCmd::Revoke { id } => {
+            client.call::<()>("tokens/revoke", json!({ "token": id }))?;
+            println!("Revoked {id}");
         }
     }
     Ok(())
