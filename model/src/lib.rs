@@ -17,6 +17,7 @@ pub mod project;
 pub mod release;
 pub mod secret;
 pub mod status;
+mod yaml_budget;
 
 pub use error::{AppError, AppResult, ErrorCode, FieldProblem};
 

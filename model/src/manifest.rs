@@ -62,6 +62,13 @@ pub const MANIFEST_PATH: &str = ".slipway/manifest.yaml";
 /// Largest manifest accepted, in bytes.
 pub const MAX_MANIFEST_BYTES: usize = 1024 * 1024;
 
+/// Most YAML nodes a manifest may have, counting each use of an alias as its whole
+/// anchored node again (so an alias bomb stops here, before anything is expanded).
+pub const MAX_MANIFEST_NODES: usize = 10_000;
+
+/// Deepest nesting of mappings and lists a manifest may have.
+pub const MAX_MANIFEST_DEPTH: usize = 32;
+
 /// Dockerfile name used when a service does not name one.
 pub const DEFAULT_DOCKERFILE: &str = "Dockerfile";
 
@@ -825,6 +832,10 @@ impl Parser {
                     yaml.len()
                 ),
             );
+            return m;
+        }
+        if let Err(exceeded) = crate::yaml_budget::check(yaml, MAX_MANIFEST_NODES, MAX_MANIFEST_DEPTH) {
+            self.problem("", exceeded.to_string());
             return m;
         }
         let mut root: Value = match serde_yaml::from_str(yaml) {
@@ -3277,6 +3288,26 @@ services:
             "x".repeat(MAX_MANIFEST_BYTES)
         );
         assert!(problems(&huge)[0].contains("the limit is"));
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_naming_the_node_limit() {
+        let mut bomb = String::from("x-a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..=9 {
+            let p = i - 1;
+            bomb.push_str(&format!("x-a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+        }
+        bomb.push_str("services: {api: {image: x}}\n");
+        let found = problems(&bomb);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains(&format!("the limit is {MAX_MANIFEST_NODES} nodes")), "{found:?}");
+    }
+
+    #[test]
+    fn deeply_nested_manifests_are_refused_naming_the_depth_limit() {
+        let deep = format!("services: {{api: {{image: x}}}}\nx-deep: {}1{}\n", "[".repeat(100), "]".repeat(100));
+        let found = problems(&deep);
+        assert!(found[0].contains(&format!("the limit is {MAX_MANIFEST_DEPTH} levels")), "{found:?}");
     }
 
     #[test]
