@@ -47,16 +47,35 @@ pub async fn get_project(project: String) -> Result<Project, AppError> {
     Ok(p)
 }
 
-/// Project settings (admins): whether every completed build creates a release.
+/// Project settings (admins): whether every completed build creates a release,
+/// and which project secret holds the repository's https token or SSH deploy key
+/// (names only; `""` clears). Fields left out stay as they are.
 #[server(prefix = "/api", endpoint = "projects/settings", input = Json)]
-pub async fn update_settings(project: String, auto_release: bool) -> Result<Project, AppError> {
+pub async fn update_settings(
+    project: String,
+    #[server(default)] auto_release: Option<bool>,
+    #[server(default)] git_token_secret: Option<String>,
+    #[server(default)] git_ssh_key_secret: Option<String>,
+) -> Result<Project, AppError> {
     let ctx = crate::server::context()?;
     crate::auth::require_login()?;
     let not_found = || AppError::not_found(format!("project `{project}`"));
     let p = ctx.store.get_project(&project).await.map_err(|_| not_found())?;
     let g = crate::auth::require("projects/settings", Some(&p.id), not_found).await?;
-    let updated = ctx.store.set_auto_release(&p.id, auto_release).await?;
-    crate::auth::audit(&g, "project.settings", Some(&p.id), Some(("project", &p.id)), serde_json::json!({ "auto_release": auto_release })).await;
+    let settings = slipway_model::project::ProjectSettings { auto_release, git_token_secret, git_ssh_key_secret };
+    let updated = ctx.store.update_project_settings(&p.id, &settings).await?;
+    crate::auth::audit(
+        &g,
+        "project.settings",
+        Some(&p.id),
+        Some(("project", &p.id)),
+        serde_json::json!({
+            "auto_release": updated.auto_release,
+            "git_token_secret": updated.git_token_secret,
+            "git_ssh_key_secret": updated.git_ssh_key_secret,
+        }),
+    )
+    .await;
     Ok(updated)
 }
 
@@ -281,7 +300,12 @@ fn AutoReleaseToggle(slug: String, on: bool) -> impl IntoView {
                 id="auto-release"
                 prop:checked=move || state.get()
                 on:change=move |ev| {
-                    update.dispatch(UpdateSettings { project: slug.clone(), auto_release: event_target_checked(&ev) });
+                    update.dispatch(UpdateSettings {
+                        project: slug.clone(),
+                        auto_release: Some(event_target_checked(&ev)),
+                        git_token_secret: None,
+                        git_ssh_key_secret: None,
+                    });
                 }
             />
             {move || if state.get() { " yes" } else { " no" }}

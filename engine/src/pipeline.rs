@@ -187,16 +187,18 @@ async fn prepare(store: &Store, project: &Project, git_ref: &str, manifest_hash:
     if !problems.is_empty() {
         return Err(AppError::invalid_fields(problems).into());
     }
+    let git = workspace::Git::for_project(store, project).await.map_err(|e| AppError::invalid("git_sha", e.message))?;
     let sha = if is_git_sha(git_ref) {
         git_ref.to_string()
     } else {
-        workspace::resolve_ref(&project.repo_url, git_ref).await.map_err(|e| AppError::invalid("git_sha", e.message))?
+        git.resolve_ref(&project.repo_url, git_ref).await.map_err(|e| AppError::invalid("git_sha", e.message))?
     };
     // `unrecorded`: the manifest's text, when this commit's manifest is new.
     let (hash, manifest, unrecorded) = match store.manifest_content(&project.id, &sha).await? {
         Some((hash, content)) => (hash, manifest::parse(&content).map_err(AppError::from)?, None),
         None => {
-            let content = workspace::read_file_at(&project.repo_url, &sha, MANIFEST_PATH)
+            let content = git
+                .read_file_at(&project.repo_url, &sha, MANIFEST_PATH)
                 .await
                 .map_err(|e| AppError::invalid("git_sha", e.message))?
                 .ok_or_else(|| AppError::invalid("git_sha", format!("commit {sha} has no {MANIFEST_PATH}")))?;

@@ -16,6 +16,14 @@ pub struct Project {
     pub default_branch: String,
     pub description: Option<String>,
     pub auto_release: bool,
+    /// Name of the project secret holding an https token for the repository
+    /// (`token` or `username:token`), if the project uses one.
+    #[serde(default)]
+    pub git_token_secret: Option<String>,
+    /// Name of the project secret holding an SSH deploy key (private key) for the
+    /// repository, if the project uses one.
+    #[serde(default)]
+    pub git_ssh_key_secret: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -107,8 +115,39 @@ fn problem(field: &str, message: &str) -> FieldProblem {
 pub enum RepoKind {
     /// An absolute path on the Slipway host.
     LocalPath,
-    /// A URL git can clone (`https://`, `ssh://`, `git://`, `file://`, `user@host:path`).
+    /// A `file://` URL: also a path on the Slipway host.
+    FileUrl,
+    /// A network URL git can clone (`https://`, `ssh://`, `git://`, `user@host:path`).
     Remote,
+}
+
+impl RepoKind {
+    /// Whether the repository is read from the Slipway host's own disk: only a
+    /// global administrator may point a project there.
+    pub fn is_on_this_host(self) -> bool {
+        matches!(self, RepoKind::LocalPath | RepoKind::FileUrl)
+    }
+}
+
+/// The message when someone who is not a global administrator names a host path.
+/// The same whether the path exists or not, so it reveals nothing about the host.
+pub const HOST_REPO_FORBIDDEN: &str = "only a Slipway administrator may use a path on the Slipway host or a file:// URL; \
+     give an https:// or ssh:// URL (a private repository needs a token or deploy key in the project's secrets, \
+     named in the project settings)";
+
+/// Settings a project admin may change (`projects/settings`); fields left out stay
+/// as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectSettings {
+    /// Every completed build creates a release.
+    #[serde(default)]
+    pub auto_release: Option<bool>,
+    /// The secret holding the repository's https token; `""` clears it.
+    #[serde(default)]
+    pub git_token_secret: Option<String>,
+    /// The secret holding the repository's SSH deploy key; `""` clears it.
+    #[serde(default)]
+    pub git_ssh_key_secret: Option<String>,
 }
 
 /// Says whether `repo` is a local absolute path or a git URL, or why it is neither.
@@ -129,6 +168,9 @@ pub fn check_repo_url(repo: &str) -> Result<RepoKind, String> {
         if let Some(rest) = repo.strip_prefix(scheme) {
             if rest.is_empty() || rest.starts_with('/') && scheme != "file://" {
                 return Err(format!("`{repo}` has no host after {scheme}"));
+            }
+            if scheme == "file://" {
+                return Ok(RepoKind::FileUrl);
             }
             return Ok(RepoKind::Remote);
         }

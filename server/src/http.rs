@@ -49,6 +49,10 @@ impl AppState {
     /// A state with the database only: no engine, no registry (tests and tools).
     /// Must be called inside a tokio runtime (it starts the log hub).
     pub fn for_tests(leptos: LeptosOptions, store: Store) -> AppState {
+        let secrets = std::sync::Arc::new(slipway_engine::secrets::SecretBox::new(
+            slipway_engine::secrets::MasterKey::from_bytes([9; 32]),
+        ));
+        let store = store.with_secrets(secrets.clone());
         AppState {
             leptos,
             log_hub: slipway_engine::logstream::LogHub::start(store.clone()),
@@ -58,7 +62,7 @@ impl AppState {
             registry: None,
             deploy_kick: None,
             edge: Default::default(),
-            secrets: Some(std::sync::Arc::new(slipway_engine::secrets::SecretBox::new(slipway_engine::secrets::MasterKey::from_bytes([9; 32])))),
+            secrets: Some(secrets),
         }
     }
 

@@ -163,6 +163,8 @@ async fn serve_inner(
 
     let shutdown = CancellationToken::new();
     let secrets = Arc::new(SecretBox::new(MasterKey::from_env_or_file(data_dir)?));
+    // Git reads a project's credential from its secrets wherever it runs.
+    let store = store.with_secrets(secrets.clone());
     let worker = match (&docker, serve.build_worker) {
         (Some(docker), true) => Some(start_build_worker(serve, data_dir, &store, docker.clone(), registry.clone(), secrets.clone(), shutdown.clone())?),
         _ => None,

@@ -73,10 +73,11 @@ pub async fn create_build(store: &Store, input: &NewBuild, created_by: Option<&s
         return Err(AppError::invalid_fields(problems).into());
     }
 
-    let sha = workspace::resolve_ref(&project.repo_url, &git_ref)
+    let git = workspace::Git::for_project(store, &project).await.map_err(|e| AppError::invalid("ref", e.message))?;
+    let sha = git.resolve_ref(&project.repo_url, &git_ref)
         .await
         .map_err(|e| AppError::invalid("ref", e.message))?;
-    let content = workspace::read_file_at(&project.repo_url, &sha, MANIFEST_PATH)
+    let content = git.read_file_at(&project.repo_url, &sha, MANIFEST_PATH)
         .await
         .map_err(|e| AppError::invalid("ref", e.message))?
         .ok_or_else(|| AppError::invalid("ref", format!("commit {sha} has no {MANIFEST_PATH}")))?;

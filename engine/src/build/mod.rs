@@ -7,6 +7,7 @@ pub mod buildkit;
 pub mod create;
 pub mod diagnose;
 pub mod dockerignore;
+pub mod git_access;
 pub mod legacy;
 pub mod logs;
 pub mod registry;

@@ -105,6 +105,11 @@ fn internal(e: impl std::fmt::Display) -> BuildFailure {
 
 impl Runner {
     pub fn new(store: Store, docker: Docker, backend: Arc<dyn BuildBackend>, secrets: Option<Arc<SecretBox>>, config: RunnerConfig) -> Runner {
+        // The store opens the project's git credential with the same key.
+        let store = match (&secrets, store.secret_box()) {
+            (Some(sb), None) => store.with_secrets(sb.clone()),
+            _ => store,
+        };
         Runner { store, docker, backend, secrets, config }
     }
 
@@ -392,7 +397,8 @@ impl Runner {
         log.system(Phase::Clone, &format!("cloning {}", workspace::redact_url(&project.repo_url))).await;
         let started = Instant::now();
         let src = dir.join("src");
-        let checkout = workspace::checkout(&project.repo_url, &spec.git_sha, &src).await?;
+        let git = workspace::Git::for_project(&self.store, project).await?;
+        let checkout = git.checkout(&project.repo_url, &spec.git_sha, &src).await?;
         log.system(Phase::Checkout, &format!("checked out {} in {:.2}s", checkout.sha, started.elapsed().as_secs_f64())).await;
 
         // Workspace: every service to build must have its context and Dockerfile.

@@ -400,6 +400,13 @@ fn check_build_file(b: &ExportedBuildFile) -> Result<()> {
     if !is_manifest_hash(&b.manifest.hash) || b.spec.manifest_hash != b.manifest.hash {
         return Err(invalid_archive("build.json: the manifest hash is malformed or differs from the spec's"));
     }
+    if b.manifest.content.len() > manifest::MAX_MANIFEST_BYTES {
+        return Err(invalid_archive(format!(
+            "build.json: the manifest is {} bytes; the limit is {} bytes",
+            b.manifest.content.len(),
+            manifest::MAX_MANIFEST_BYTES
+        )));
+    }
     let parsed = manifest::parse(&b.manifest.content)
         .map_err(|e| invalid_archive(format!("build.json: the manifest is not valid: {e}")))?;
     if parsed.canonical_hash() != b.manifest.hash {

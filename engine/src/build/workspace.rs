@@ -1,11 +1,14 @@
 //! The build workspace: resolving refs, cloning and checking out commits, reading
 //! single files at a commit, and packing a service's build context into a tar.
 //!
-//! Git is driven through the system `git` binary (no libgit2). Every call runs with
-//! `GIT_TERMINAL_PROMPT=0` and `GIT_ASKPASS=/bin/true` (so a missing credential fails
-//! instead of hanging on a prompt), `-c protocol.file.allow=always`, in its own
-//! process group that is killed when the call times out or is cancelled, with a
-//! time limit ([`DEFAULT_GIT_TIMEOUT`] unless a [`Git`] with another one is used).
+//! Git is driven through the system `git` binary (no libgit2). Every call runs
+//! isolated from the Slipway host's own git and SSH setup (its own empty `HOME`, no
+//! system or global configuration, no credential helper, no SSH agent or default
+//! keys; see [`super::git_access`]) with only the project's own credential
+//! ([`Git::with_credentials`]), never prompting (so a missing credential fails
+//! instead of hanging), `-c protocol.file.allow=always`, in its own process group
+//! that is killed when the call times out or is cancelled, with a time limit
+//! ([`DEFAULT_GIT_TIMEOUT`] unless a [`Git`] with another one is used).
 //!
 //! # Repositories
 //!
@@ -46,10 +49,15 @@ use slipway_model::status::ErrorClass;
 use tokio::process::Command;
 
 use super::dockerignore::DockerIgnore;
+use super::git_access::{GitCredentials, GitEnv};
 use super::BuildFailure;
 
 /// Time limit of a single git command unless a [`Git`] with another one is used.
 pub const DEFAULT_GIT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Largest file [`read_file_at`] reads (its size is checked before reading): the
+/// manifest size limit.
+pub const MAX_READ_BYTES: usize = slipway_model::manifest::MAX_MANIFEST_BYTES;
 
 /// How many symbolic links [`read_file_at`] follows before giving up.
 const MAX_SYMLINK_HOPS: usize = 8;
@@ -100,17 +108,21 @@ impl Checkout {
     }
 }
 
-/// Git operations with a given time limit per git command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Git operations with a given time limit per git command and the credential of
+/// one project (none by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Git {
     /// Time limit of each git command; the command's process group is killed then.
     pub timeout: Duration,
+    /// The only credential git may use.
+    pub credentials: GitCredentials,
 }
 
 impl Default for Git {
     fn default() -> Self {
         Git {
             timeout: DEFAULT_GIT_TIMEOUT,
+            credentials: GitCredentials::None,
         }
     }
 }
@@ -140,7 +152,24 @@ enum GitError {
 impl Git {
     /// Git operations whose commands each get at most `timeout`.
     pub fn new(timeout: Duration) -> Self {
-        Git { timeout }
+        Git {
+            timeout,
+            credentials: GitCredentials::None,
+        }
+    }
+
+    /// The same, authenticating with `credentials` (and nothing else).
+    pub fn with_credentials(mut self, credentials: GitCredentials) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// Git for `project`'s repository, with the credential named in its settings.
+    pub async fn for_project(
+        store: &crate::Store,
+        project: &slipway_model::project::Project,
+    ) -> Result<Git, BuildFailure> {
+        Ok(Git::default().with_credentials(GitCredentials::for_project(store, project).await?))
     }
 
     /// Resolves `git_ref` in `repo_url` to a full commit sha.
@@ -344,7 +373,8 @@ impl Git {
     /// Reads the file `path` (relative to the repository root) at the full sha `sha`,
     /// without a checkout. `Ok(None)` when there is no regular file there (missing, a
     /// directory, a submodule, or a symbolic link that leads outside the repository);
-    /// symbolic links inside the repository are followed. The content must be UTF-8.
+    /// symbolic links inside the repository are followed. The content must be UTF-8
+    /// and at most [`MAX_READ_BYTES`] long (the size is asked before the content).
     ///
     /// Local repositories are read in place; other URLs fetch only that commit into a
     /// temporary repository (see the module documentation).
@@ -413,6 +443,21 @@ impl Git {
             match mode.as_str() {
                 "100644" | "100755" | "120000" => {}
                 _ => return Ok(None),
+            }
+            // Ask the size first: a huge blob is refused before it is read into memory.
+            let size = self
+                .run(Some(repo), ["cat-file", "-s", &object])
+                .await
+                .map_err(|e| git_failure(&what(&current), shown, e))?;
+            let size: u64 = String::from_utf8_lossy(&size).trim().parse().unwrap_or(u64::MAX);
+            if size > MAX_READ_BYTES as u64 {
+                return Err(BuildFailure::new(
+                    ErrorClass::CloneError,
+                    format!(
+                        "{current} at {sha} in {shown} is {size} bytes; the limit is {MAX_READ_BYTES} bytes \
+                         (the largest manifest Slipway reads)"
+                    ),
+                ));
             }
             let content = self
                 .run(Some(repo), ["cat-file", "blob", &object])
@@ -524,7 +569,9 @@ impl Git {
                 .collect::<Vec<_>>()
                 .join(" "),
         );
+        let env = GitEnv::prepare(&self.credentials).map_err(GitError::Spawn)?;
         let mut cmd = Command::new("git");
+        env.apply(&mut cmd, &self.credentials);
         if let Some(dir) = dir {
             cmd.arg("-C").arg(dir);
         }
@@ -539,11 +586,6 @@ impl Git {
             "advice.detachedHead=false",
         ])
         .args(&args)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ASKPASS", "/bin/true")
-        .env("SSH_ASKPASS", "/bin/true")
-        .env("LC_ALL", "C")
-        .env("LANGUAGE", "C")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -874,8 +916,9 @@ fn describe_git_error(stderr: &str, code: Option<i32>, shown: &str) -> (ErrorCla
         return (
             ErrorClass::CloneError,
             format!(
-                "git refuses to read a repository owned by another user (run `git config --global \
-                 --add safe.directory {shown}` as the user Slipway runs as)"
+                "git refuses to read {shown}: it is owned by another user, whose repository \
+                 configuration could run commands as Slipway (make the user Slipway runs as its owner; \
+                 Slipway's git ignores the host's git configuration, including `safe.directory`)"
             ),
         );
     }

@@ -21,6 +21,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    /// Opens project secrets where a secret is needed below the server functions
+    /// (a project's git credentials); `None`: no secret can be read.
+    secrets: Option<std::sync::Arc<crate::secrets::SecretBox>>,
 }
 
 impl Store {
@@ -34,12 +37,23 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(Store { pool })
+        Ok(Store { pool, secrets: None })
     }
 
     /// Wraps an existing pool (tests get one from `#[sqlx::test]`).
     pub fn from_pool(pool: PgPool) -> Store {
-        Store { pool }
+        Store { pool, secrets: None }
+    }
+
+    /// The same store, able to open project secrets with `secrets`.
+    pub fn with_secrets(mut self, secrets: std::sync::Arc<crate::secrets::SecretBox>) -> Store {
+        self.secrets = Some(secrets);
+        self
+    }
+
+    /// What opens project secrets, if this store was given it.
+    pub fn secret_box(&self) -> Option<&crate::secrets::SecretBox> {
+        self.secrets.as_deref()
     }
 
     /// Applies every migration not yet applied.

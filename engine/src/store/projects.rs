@@ -1,9 +1,15 @@
-//! Projects.
+//! Projects. A repository on this host (a path or a `file://` URL) may only be
+//! named by a global administrator (or the system, e.g. demo seeding); anyone
+//! else gets the same answer whether the path exists or not.
 
 use chrono::{DateTime, Utc};
 use slipway_model::id::{self, PROJECT};
-use slipway_model::project::{check_repo_url, slugify, NewProject, Project, ProjectSummary, RepoKind, DEFAULT_BRANCH};
-use slipway_model::AppError;
+use slipway_model::project::{
+    check_repo_url, slugify, NewProject, Project, ProjectSettings, ProjectSummary, RepoKind, DEFAULT_BRANCH,
+    HOST_REPO_FORBIDDEN,
+};
+use slipway_model::secret::check_secret_name;
+use slipway_model::{AppError, ErrorCode, FieldProblem};
 
 use super::Store;
 use crate::error::Result;
@@ -17,6 +23,8 @@ struct ProjectRow {
     default_branch: String,
     description: Option<String>,
     auto_release: bool,
+    git_token_secret: Option<String>,
+    git_ssh_key_secret: Option<String>,
     created_at: DateTime<Utc>,
 }
 
@@ -30,6 +38,8 @@ impl From<ProjectRow> for Project {
             default_branch: r.default_branch,
             description: r.description,
             auto_release: r.auto_release,
+            git_token_secret: r.git_token_secret,
+            git_ssh_key_secret: r.git_ssh_key_secret,
             created_at: r.created_at,
         }
     }
@@ -44,7 +54,8 @@ struct SummaryRow {
     environment_count: i64,
 }
 
-const PROJECT_COLUMNS: &str = "p.id, p.name, p.slug, p.repo_url, p.default_branch, p.description, p.auto_release, p.created_at";
+const PROJECT_COLUMNS: &str = "p.id, p.name, p.slug, p.repo_url, p.default_branch, p.description, p.auto_release, \
+     p.git_token_secret, p.git_ssh_key_secret, p.created_at";
 
 /// Checks that a local repository path exists on this host and is a git repository.
 fn check_local_repo(path: &str) -> Result<(), AppError> {
@@ -63,14 +74,34 @@ fn check_local_repo(path: &str) -> Result<(), AppError> {
     Ok(())
 }
 
+/// 403 on `repo_url`: the same for a path that exists and one that does not.
+fn host_repo_forbidden() -> AppError {
+    AppError {
+        code: ErrorCode::Forbidden,
+        message: format!("repo_url: {HOST_REPO_FORBIDDEN}"),
+        problems: vec![FieldProblem { field: "repo_url".into(), message: HOST_REPO_FORBIDDEN.into() }],
+    }
+}
+
 impl Store {
     /// Creates a project after validating every field; a duplicate name is a
     /// conflict naming the field. `created_by` is a user id (`None`: the system).
     #[tracing::instrument(skip_all, fields(name = %input.name))]
     pub async fn create_project(&self, input: &NewProject, created_by: Option<&str>) -> Result<Project> {
         let input = input.normalized()?;
-        if check_repo_url(&input.repo_url) == Ok(RepoKind::LocalPath) {
-            check_local_repo(&input.repo_url)?;
+        let kind = check_repo_url(&input.repo_url).map_err(|m| AppError::invalid("repo_url", m))?;
+        if kind.is_on_this_host() {
+            // Permission first, existence after: a member learns nothing about the host.
+            let allowed = match created_by {
+                None => true,
+                Some(user_id) => self.get_user(user_id).await?.is_admin,
+            };
+            if !allowed {
+                return Err(host_repo_forbidden().into());
+            }
+            if kind == RepoKind::LocalPath {
+                check_local_repo(&input.repo_url)?;
+            }
         }
         let slug = slugify(&input.name);
         let row: ProjectRow = sqlx::query_as(&format!(
@@ -140,11 +171,58 @@ impl Store {
     /// Turns Convox's behaviour on or off: every completed build creates a release.
     #[tracing::instrument(skip_all, fields(project = %project_id))]
     pub async fn set_auto_release(&self, project_id: &str, on: bool) -> Result<Project> {
+        self.update_project_settings(project_id, &ProjectSettings { auto_release: Some(on), ..Default::default() })
+            .await
+    }
+
+    /// Changes the settings given (the others stay): auto-release, and which
+    /// project secret holds the repository's https token or SSH deploy key (names
+    /// only; `""` clears one; setting one clears the other). The repository URL
+    /// itself never changes here.
+    #[tracing::instrument(skip_all, fields(project = %project_id))]
+    pub async fn update_project_settings(&self, project_id: &str, settings: &ProjectSettings) -> Result<Project> {
+        let mut problems = Vec::new();
+        let mut name = |field: &str, value: &Option<String>| -> Option<Option<String>> {
+            let v = value.as_deref()?.trim();
+            if v.is_empty() {
+                return Some(None);
+            }
+            if let Err(e) = check_secret_name(v) {
+                let message = e.problems.first().map_or(e.message.clone(), |p| p.message.clone());
+                problems.push(FieldProblem { field: field.to_string(), message });
+            }
+            Some(Some(v.to_string()))
+        };
+        let token = name("git_token_secret", &settings.git_token_secret);
+        let key = name("git_ssh_key_secret", &settings.git_ssh_key_secret);
+        if matches!((&token, &key), (Some(Some(_)), Some(Some(_)))) {
+            problems.push(FieldProblem {
+                field: "git_ssh_key_secret".into(),
+                message: "give either an https token or an SSH deploy key, not both".into(),
+            });
+        }
+        if !problems.is_empty() {
+            return Err(AppError::invalid_fields(problems).into());
+        }
+        // Setting one kind of credential clears the other.
+        let (token, key) = match (token, key) {
+            (Some(Some(t)), _) => (Some(Some(t)), Some(None)),
+            (_, Some(Some(k))) => (Some(None), Some(Some(k))),
+            other => other,
+        };
         let row: Option<ProjectRow> = sqlx::query_as(&format!(
-            "UPDATE projects p SET auto_release = $2 WHERE p.id = $1 RETURNING {PROJECT_COLUMNS}"
+            "UPDATE projects p SET
+                auto_release = COALESCE($2, p.auto_release),
+                git_token_secret = CASE WHEN $3 THEN $4 ELSE p.git_token_secret END,
+                git_ssh_key_secret = CASE WHEN $5 THEN $6 ELSE p.git_ssh_key_secret END
+             WHERE p.id = $1 RETURNING {PROJECT_COLUMNS}"
         ))
         .bind(project_id)
-        .bind(on)
+        .bind(settings.auto_release)
+        .bind(token.is_some())
+        .bind(token.flatten())
+        .bind(key.is_some())
+        .bind(key.flatten())
         .fetch_optional(self.pool())
         .await?;
         row.map(Into::into).ok_or_else(|| AppError::not_found(format!("project `{project_id}`")).into())
