@@ -44,12 +44,22 @@ fn git(dir: &Path, args: &[&str]) {
 
 /// A git repository holding `files`, committed on `main`.
 fn repo(files: &[(&str, &str)]) -> tempfile::TempDir {
+    repo_with_links(files, &[])
+}
+
+/// A git repository holding `files` and the symbolic links `links` (path, target).
+fn repo_with_links(files: &[(&str, &str)], links: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     git(dir.path(), &["init", "-q", "-b", "main"]);
     for (path, content) in files {
         let full = dir.path().join(path);
         std::fs::create_dir_all(full.parent().unwrap()).unwrap();
         std::fs::write(full, content).unwrap();
+    }
+    for (path, target) in links {
+        let full = dir.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, full).unwrap();
     }
     git(dir.path(), &["add", "-A"]);
     git(dir.path(), &["commit", "-q", "-m", "fixture"]);
@@ -77,9 +87,18 @@ struct Fixture {
 }
 
 async fn fixture(pool: PgPool, files: &[(&str, String)], tweak: impl FnOnce(&mut RunnerConfig)) -> Fixture {
+    fixture_with_links(pool, files, &[], tweak).await
+}
+
+async fn fixture_with_links(
+    pool: PgPool,
+    files: &[(&str, String)],
+    links: &[(&str, &str)],
+    tweak: impl FnOnce(&mut RunnerConfig),
+) -> Fixture {
     let store = Store::from_pool(pool);
     let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
-    let repo = repo(&files);
+    let repo = repo_with_links(&files, links);
     let name = format!("t{}", &slipway_model::id::new_id("x")[2..14]);
     let project = store
         .create_project(&NewProject { name, repo_url: repo.path().display().to_string(), ..Default::default() }, None)
@@ -577,4 +596,54 @@ async fn concurrent_builds_of_one_commit_each_record_their_own_image(pool: PgPoo
     }
     assert_eq!(digests.len(), 10, "ten different inputs must give ten images");
     assert_eq!(tags.len(), 10, "ten different inputs must give ten tags");
+
+/// A service whose build files are links that lead out of the checkout.
+fn linked_out(links: &[(&'static str, &'static str)]) -> (Vec<(&'static str, String)>, Vec<(&'static str, &'static str)>) {
+    let mut files = vec![(".slipway/manifest.yaml", "services:\n  api:\n    build: api\n".to_string())];
+    if !links.iter().any(|(p, _)| *p == "api/Dockerfile" || *p == "api") {
+        files.push(("api/Dockerfile", "FROM scratch\nCOPY . /app\n".to_string()));
+    }
+    if !links.iter().any(|(p, _)| *p == "api") {
+        files.push(("api/main.sh", "echo hi\n".to_string()));
+    }
+    (files, links.to_vec())
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_dockerignore_linked_out_of_the_checkout_fails_the_build_naming_the_file(pool: PgPool) {
+    // A host file outside the checkout that the link points at.
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(outside.path(), "main.sh\n").unwrap();
+    let target: &'static str = Box::leak(outside.path().display().to_string().into_boxed_str());
+    let (files, links) = linked_out(&[("api/.dockerignore", target)]);
+    let fx = fixture_with_links(pool, &files, &links, |_| {}).await;
+    let d = fx.build_once(|_| {}).await;
+    let run = &d.runs[0];
+    assert_eq!(run.status, BuildRunStatus::Failed);
+    assert_eq!(run.error_code.as_deref(), Some("build_error"), "{:?}", run.error_message);
+    let message = run.error_message.as_deref().unwrap_or_default();
+    assert!(message.contains("service `api`") && message.contains(".dockerignore is a symbolic link"), "{message}");
+    assert!(d.artifacts.is_empty(), "nothing was built");
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_dockerfile_or_context_linked_out_of_the_checkout_fails_the_build(pool: PgPool) {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("Dockerfile"), "FROM scratch\nCOPY . /host\n").unwrap();
+    let dir: &'static str = Box::leak(outside.path().display().to_string().into_boxed_str());
+    let file: &'static str = Box::leak(outside.path().join("Dockerfile").display().to_string().into_boxed_str());
+    for (links, field) in [
+        (vec![("api/Dockerfile", file)], "services.api.build.dockerfile"),
+        (vec![("api", dir)], "services.api.build.context"),
+    ] {
+        let (files, links) = linked_out(&links);
+        let fx = fixture_with_links(pool.clone(), &files, &links, |_| {}).await;
+        let d = fx.build_once(|_| {}).await;
+        let run = &d.runs[0];
+        assert_eq!(run.status, BuildRunStatus::Failed, "{field}");
+        assert_eq!(run.error_code.as_deref(), Some("build_error"), "{:?}", run.error_message);
+        let message = run.error_message.as_deref().unwrap_or_default();
+        assert!(message.contains(field), "{message}");
+        assert!(d.artifacts.is_empty(), "nothing was built");
+    }
 }

@@ -446,7 +446,7 @@ impl Runner {
             let (tar, stats) = tokio::task::spawn_blocking(move || workspace::context_tar_with_dockerfile(&context_dir, &dockerfile))
                 .await
                 .map_err(internal)?
-                .map_err(|e| BuildFailure::new(ErrorClass::BuildError, format!("service `{name}`: reading the build context failed: {e}")))?;
+                .map_err(|e| BuildFailure::new(ErrorClass::BuildError, format!("service `{name}`: reading the build context `{}` failed: {e}", build.context)))?;
             log.system(
                 Phase::Workspace,
                 &format!("{name}: context `{}` — {} files, {} bytes, {} ignored by .dockerignore", build.context, stats.files, stats.bytes, stats.ignored),

@@ -1034,7 +1034,8 @@ pub fn context_tar(context_dir: &Path) -> Result<(bytes::Bytes, ContextStats), i
 
 /// Packs `context_dir` into an uncompressed tar for a build.
 ///
-/// - `<context>/.dockerignore` is honoured (see [`DockerIgnore`]); the Dockerfile
+/// - `<context>/.dockerignore` is honoured (see [`DockerIgnore`]); it must be a
+///   regular file (a symbolic link is refused, never followed); the Dockerfile
 ///   (`dockerfile`, relative to the context; ignored if it lies outside) and
 ///   `.dockerignore` are always included, as Docker does.
 /// - The context root's `.git` is always left out, as BuildKit does for git
@@ -1053,10 +1054,26 @@ pub fn context_tar_with_dockerfile(
     dockerfile: &str,
 ) -> Result<(bytes::Bytes, ContextStats), io::Error> {
     let ignore_path = context_dir.join(".dockerignore");
-    let ignore = if ignore_path.is_file() {
-        DockerIgnore::parse(&String::from_utf8_lossy(&std::fs::read(&ignore_path)?))
-    } else {
-        DockerIgnore::default()
+    // Never followed: a link could lead out of the checkout (to a host file, or to
+    // a device that never ends).
+    let ignore = match std::fs::symlink_metadata(&ignore_path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                ".dockerignore is a symbolic link; Slipway does not follow links for it \
+                 (commit the file itself)",
+            ))
+        }
+        Ok(meta) if meta.is_file() => {
+            if meta.len() > MAX_READ_BYTES as u64 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(".dockerignore is {} bytes; the limit is {MAX_READ_BYTES} bytes", meta.len()),
+                ));
+            }
+            DockerIgnore::parse(&String::from_utf8_lossy(&std::fs::read(&ignore_path)?))
+        }
+        _ => DockerIgnore::default(),
     };
     let mut forced = vec![".dockerignore".to_string()];
     if let Some(df) = normalize_rel(dockerfile).filter(|d| d != ".") {
