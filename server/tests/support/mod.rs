@@ -102,3 +102,67 @@ pub fn commit_manifest(repo: &Path, manifest: &str) -> String {
     git(repo, &["commit", "-q", "-m", "manifest"]);
     git(repo, &["rev-parse", "HEAD"])
 }
+
+/// The router (no engine, a secret key), its store and a global administrator's
+/// token, for the hostile-input and fuzzing tests.
+pub struct Api {
+    pub router: Router,
+    pub store: Store,
+    /// A global administrator's API token.
+    pub admin: String,
+}
+
+impl Api {
+    pub async fn new(pool: sqlx::PgPool) -> Api {
+        let state = AppState::for_tests(leptos(), Store::from_pool(pool));
+        let store = state.store.clone();
+        let admin = token_for(&store, "root", true).await;
+        Api { router: app(state), store, admin }
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> (StatusCode, String) {
+        send(&self.router, req).await
+    }
+
+    /// A server function (`/api/<path>`) with a JSON body, as the holder of `token`.
+    pub async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        call(&self.router, path, Some(token), body).await
+    }
+
+    /// Rows in `table` (to show an attack changed nothing).
+    pub async fn rows(&self, table: &str) -> i64 {
+        let n: (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {table}")).fetch_one(self.store.pool()).await.unwrap();
+        n.0
+    }
+
+    /// A project created by the system (as demo seeding does) on `repo`.
+    pub async fn system_project(&self, name: &str, repo: &Path) -> slipway_model::project::Project {
+        let input = slipway_model::project::NewProject { name: name.into(), repo_url: repo.display().to_string(), ..Default::default() };
+        self.store.create_project(&input, None).await.unwrap()
+    }
+}
+
+/// A git repository holding `files`, committed on `main`.
+pub fn repo_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = repo();
+    for (path, content) in files {
+        let full = dir.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, content).unwrap();
+    }
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-q", "--allow-empty", "-m", "fixture"]);
+    dir
+}
+
+/// A YAML alias bomb (10^10 nodes once expanded) with a valid service, so
+/// only the expansion is wrong.
+pub fn alias_bomb() -> String {
+    let mut yaml = String::from("x-a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..=9 {
+        let p = i - 1;
+        yaml.push_str(&format!("x-a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+    }
+    yaml.push_str("services:\n  api:\n    image: busybox\n");
+    yaml
+}
