@@ -596,6 +596,7 @@ async fn concurrent_builds_of_one_commit_each_record_their_own_image(pool: PgPoo
     }
     assert_eq!(digests.len(), 10, "ten different inputs must give ten images");
     assert_eq!(tags.len(), 10, "ten different inputs must give ten tags");
+}
 
 /// A service whose build files are links that lead out of the checkout.
 fn linked_out(links: &[(&'static str, &'static str)]) -> (Vec<(&'static str, String)>, Vec<(&'static str, &'static str)>) {
