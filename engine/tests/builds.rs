@@ -648,3 +648,148 @@ async fn a_dockerfile_or_context_linked_out_of_the_checkout_fails_the_build(pool
         assert!(d.artifacts.is_empty(), "nothing was built");
     }
 }
+
+/// README: reuse needs "the same project, sha, manifest hash, services, build
+/// args and registry" — different args or a different registry never reuse.
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn reuse_is_keyed_on_build_args_and_registry(pool: PgPool) {
+    let files = vec![
+        (".slipway/manifest.yaml", "services:\n  app:\n    build: app\n".to_string()),
+        ("app/Dockerfile", format!("FROM {BASE_IMAGE}\nARG N\nRUN echo \"n=$N\" > /n\n")),
+    ];
+    let fx = fixture(pool, &files, |_| {}).await;
+    let first = fx.build_once(|b| b.build_args = vec!["N=1".into()]).await;
+    assert_eq!(first.runs[0].status, BuildRunStatus::Completed, "{:?}", first.runs[0].error_message);
+    let other_arg = fx.build_once(|b| b.build_args = vec!["N=2".into()]).await;
+    assert_eq!(other_arg.runs[0].status, BuildRunStatus::Completed);
+    assert_eq!(other_arg.runs[0].reused_from_run_id, None, "another value of an arg is another image");
+    assert_ne!(other_arg.artifacts[0].digest, first.artifacts[0].digest);
+    let other_registry = fx.build_once(|b| {
+        b.build_args = vec!["N=1".into()];
+        b.registry = Some(serde_json::json!("none"));
+    })
+    .await;
+    assert_eq!(other_registry.runs[0].status, BuildRunStatus::Completed, "{:?}", other_registry.runs[0].error_message);
+    assert_eq!(other_registry.runs[0].reused_from_run_id, None, "another registry is another image");
+    assert!(!other_registry.artifacts[0].image_ref.starts_with(&registry()), "{}", other_registry.artifacts[0].image_ref);
+    // Other inputs (a development build, a version) are other images and tags.
+    let development = fx.build_once(|b| {
+        b.build_args = vec!["N=1".into()];
+        b.development = true;
+    })
+    .await;
+    assert_eq!(development.runs[0].reused_from_run_id, None, "a development build reused {:?}", development.artifacts);
+    assert!(development.artifacts[0].image_ref.contains(":local-a"), "{}", development.artifacts[0].image_ref);
+    let versioned = fx.build_once(|b| {
+        b.build_args = vec!["N=1".into()];
+        b.inputs = Some(serde_json::json!({ "version": "3.0.0" }));
+    })
+    .await;
+    assert_eq!(versioned.runs[0].reused_from_run_id, None);
+    assert!(versioned.artifacts[0].image_ref.contains(":3.0.0-a"), "{}", versioned.artifacts[0].image_ref);
+    let same = fx.build_once(|b| b.build_args = vec!["N=1".into()]).await;
+    assert_eq!(same.runs[0].reused_from_run_id.as_deref(), Some(first.runs[0].id.as_str()), "same inputs reuse");
+    assert_eq!(same.artifacts[0].digest, first.artifacts[0].digest);
+    assert_eq!(same.artifacts[0].image_ref, first.artifacts[0].image_ref);
+}
+
+/// An image built with BUILD_ID or BUILD_GENERATION embeds a value that is
+/// new for every build: such a build is never reused.
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_build_that_embeds_its_build_id_is_never_reused(pool: PgPool) {
+    let files = vec![
+        (".slipway/manifest.yaml", "services:\n  app:\n    build: app\n".to_string()),
+        ("app/Dockerfile", format!("FROM {BASE_IMAGE}\nARG BUILD_ID\nRUN echo \"id=$BUILD_ID\" > /id\n")),
+    ];
+    let fx = fixture(pool, &files, |_| {}).await;
+    let first = fx.build_once(|b| b.build_args = vec!["BUILD_ID".into()]).await;
+    assert_eq!(first.runs[0].status, BuildRunStatus::Completed, "{:?}", first.runs[0].error_message);
+    let second = fx.build_once(|b| b.build_args = vec!["BUILD_ID".into()]).await;
+    assert_eq!(second.runs[0].status, BuildRunStatus::Completed);
+    assert_eq!(second.runs[0].reused_from_run_id, None, "build {} would carry build {}'s id", second.spec.id, first.spec.id);
+}
+
+/// The managed build args other than BUILD_APP and BUILD_AUTH (tested above)
+/// reach the Dockerfile with their documented values.
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn managed_build_args_carry_the_build_id_sha_manifest_generation_development_and_rack(pool: PgPool) {
+    const ARGS: [&str; 6] = ["BUILD_ID", "BUILD_GIT_SHA", "BUILD_MANIFEST", "BUILD_GENERATION", "BUILD_DEVELOPMENT", "BUILD_RACK"];
+    let declare: String = ARGS.iter().map(|a| format!("ARG {a}\n")).collect();
+    let echo: String = ARGS.iter().map(|a| format!("{a}=${a}")).collect::<Vec<_>>().join(" ");
+    let files = vec![
+        (".slipway/manifest.yaml", "services:\n  app:\n    build: app\n".to_string()),
+        ("app/Dockerfile", format!("FROM {BASE_IMAGE}\n{declare}RUN echo \"managed: {echo} nonce={}\"\n", slipway_model::id::new_id("n"))),
+    ];
+    let fx = fixture(pool, &files, |c| c.instance_name = "rack-under-test".into()).await;
+    let args: Vec<String> = ARGS.iter().map(|a| a.to_string()).collect();
+    let d = fx.build_once(|b| b.build_args = args.clone()).await;
+    assert_eq!(d.runs[0].status, BuildRunStatus::Completed, "{:?}", d.runs[0].error_message);
+    let expected = |generation: i32, development: bool| {
+        format!(
+            "BUILD_ID={} BUILD_GIT_SHA={} BUILD_MANIFEST=.slipway/manifest.yaml BUILD_GENERATION={generation} BUILD_DEVELOPMENT={development} BUILD_RACK=rack-under-test",
+            d.spec.id, d.spec.git_sha
+        )
+    };
+    let log = fx.log_text(&d.runs[0].id).await;
+    assert!(log.contains(&format!("managed: {} nonce=", expected(1, false))), "{log}");
+    // A second run of the same build is generation 2.
+    fx.store.enqueue_run(&d.spec.id, None, true).await.unwrap();
+    fx.runner.run_once().await.unwrap().expect("the second run");
+    let again = fx.store.get_build(&d.spec.id).await.unwrap();
+    let second = again.runs.iter().find(|r| r.seq == 2).expect("run 2");
+    assert_eq!(second.status, BuildRunStatus::Completed, "{:?}", second.error_message);
+    let log = fx.log_text(&second.id).await;
+    assert!(log.contains(&format!("managed: {} nonce=", expected(2, false))), "{log}");
+    let dev = fx.build_once(|b| {
+        b.build_args = args.clone();
+        b.development = true;
+    })
+    .await;
+    let log = fx.log_text(&dev.runs[0].id).await;
+    assert!(log.contains("BUILD_DEVELOPMENT=true"), "{log}");
+}
+
+/// README: images are named by the manifest's `image` when it has one, and a
+/// pipeline build's `version` input is its tag.
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn the_manifests_image_names_the_repository_and_the_version_input_is_the_tag(pool: PgPool) {
+    let host = registry();
+    let files = vec![
+        (".slipway/manifest.yaml", format!("services:\n  web:\n    image: {host}/acme-team/storefront\n    build: web\n")),
+        ("web/Dockerfile", "FROM scratch\nCOPY index.html /index.html\n".to_string()),
+        ("web/index.html", format!("{}\n", slipway_model::id::new_id("n"))),
+    ];
+    let fx = fixture(pool, &files, |_| {}).await;
+    let d = fx.build_once(|b| b.inputs = Some(serde_json::json!({ "version": "2.4.1" }))).await;
+    assert_eq!(d.runs[0].status, BuildRunStatus::Completed, "{:?}", d.runs[0].error_message);
+    let a = &d.artifacts[0];
+    assert_eq!(a.image_ref, format!("{host}/acme-team/storefront:2.4.1"));
+    let remote = remote_digest(&host, "acme-team/storefront", "2.4.1", &RegistryTarget::new(host.clone())).await.unwrap();
+    assert_eq!(remote.as_deref(), Some(a.digest.as_str()), "the registry's 2.4.1 is this build's image");
+    // Without a version: the commit's tag, in the same repository.
+    let plain = fx.build_once(|b| b.force_rebuild = true).await;
+    assert_eq!(plain.artifacts[0].image_ref, format!("{host}/acme-team/storefront:sha-{}", &plain.spec.git_sha[..12]));
+}
+
+/// README: "Plain HTTP only for loopback hosts" (or listed ones). `127.1`
+/// reaches this machine's loopback registry but is not a loopback *name*, so
+/// it stands for a remote registry: Slipway must not confirm the push over
+/// plain HTTP, and the run fails as a registry error with no artifact.
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_registry_that_is_not_loopback_is_never_spoken_to_over_plain_http(pool: PgPool) {
+    let port = registry().rsplit_once(':').map(|(_, p)| p.to_string()).expect("SLIPWAY_REGISTRY is host:port");
+    let remote = format!("127.1:{port}");
+    let files = vec![
+        (".slipway/manifest.yaml", format!("registry:\n  host: {remote}\n  namespace: remote\nservices:\n  web:\n    build: web\n")),
+        ("web/Dockerfile", "FROM scratch\nCOPY index.html /index.html\n".to_string()),
+        ("web/index.html", format!("{}\n", slipway_model::id::new_id("n"))),
+    ];
+    let fx = fixture(pool, &files, |_| {}).await;
+    let d = fx.build_once(|_| {}).await;
+    let run = &d.runs[0];
+    assert_eq!(run.status, BuildRunStatus::Failed, "a plain-HTTP registry that is not loopback was used");
+    assert_eq!(run.error_code.as_deref(), Some("registry_error"), "{:?}", run.error_message);
+    let message = run.error_message.clone().unwrap_or_default();
+    assert!(message.contains(&remote), "names the registry: {message}");
+    assert!(d.artifacts.is_empty(), "nothing recorded");
+}

@@ -183,6 +183,10 @@ pub struct ArtifactInsert {
     pub size_bytes: Option<i64>,
 }
 
+
+/// Managed build args whose value is new for every build or run.
+const PER_BUILD_ARGS: [&str; 2] = ["BUILD_ID", "BUILD_GENERATION"];
+
 impl Store {
     /// Records the manifest of a commit (once per project and sha).
     #[tracing::instrument(skip_all, fields(project = %project_id, sha = %git_sha))]
@@ -475,11 +479,17 @@ impl Store {
     /// manifest, services, build args and registry, and where its artifacts
     /// came from (the run that built them).
     pub async fn find_reusable_run(&self, spec: &BuildSpec) -> Result<Option<String>> {
+        // These managed args differ for every build (or run), so an image
+        // built with one of them embeds a value no other build may reuse.
+        if spec.build_args.managed.iter().any(|m| PER_BUILD_ARGS.contains(&m.as_str())) {
+            return Ok(None);
+        }
         let build_args = serde_json::to_value(&spec.build_args).map_err(|e| Error::Io(e.to_string()))?;
         let row: Option<(String, Option<String>)> = sqlx::query_as(
             "SELECT r.id, r.reused_from_run_id FROM build_runs r JOIN build_specs b ON b.id = r.build_id
              WHERE b.project_id = $1 AND b.git_sha = $2 AND b.manifest_hash = $3
                AND b.services IS NOT DISTINCT FROM $4 AND b.build_args = $5 AND b.registry IS NOT DISTINCT FROM $6
+               AND b.inputs = $7
                AND r.status = 'completed'
                AND EXISTS (SELECT 1 FROM build_artifacts a WHERE a.run_id = r.id)
              ORDER BY r.completed_at DESC LIMIT 1",
@@ -490,6 +500,7 @@ impl Store {
         .bind(&spec.services)
         .bind(&build_args)
         .bind(&spec.registry)
+        .bind(&spec.inputs)
         .fetch_optional(self.pool())
         .await?;
         Ok(row.map(|(id, from)| from.unwrap_or(id)))
