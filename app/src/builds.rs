@@ -19,6 +19,16 @@ pub async fn create_build(input: NewBuild) -> Result<BuildDetail, AppError> {
     let not_found = || AppError::not_found(format!("project `{}`", input.project));
     let project = ctx.store.get_project(&input.project).await.map_err(|_| not_found())?;
     let g = crate::auth::require("builds/create", Some(&project.id), not_found).await?;
+    // Where images (and registry credentials) go is the project admins' call.
+    if input.registry.is_some() {
+        let admin = slipway_engine::auth::check(g.user()?, &project.id, g.role, slipway_model::auth::Permission::Admin);
+        if admin != slipway_engine::auth::Access::Allowed {
+            return Err(AppError::new(
+                slipway_model::ErrorCode::Forbidden,
+                "registry: only project admins may override the registry of a build (the manifest's registry is used otherwise)",
+            ));
+        }
+    }
     let input = NewBuild { project: project.id.clone(), ..input };
     let detail = slipway_engine::build::create::create_build(&ctx.store, &input, g.user_id()).await?;
     crate::auth::audit(&g, "build.created", Some(&project.id), Some(("build", &detail.spec.id)), serde_json::json!({ "git_sha": detail.spec.git_sha, "services": detail.spec.services })).await;

@@ -11,6 +11,7 @@ pub mod logview;
 pub mod pages;
 pub mod pipelines;
 pub mod projects;
+pub mod registries;
 pub mod releases;
 #[cfg(feature = "ssr")]
 pub mod server;

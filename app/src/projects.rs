@@ -19,7 +19,23 @@ pub async fn list_projects() -> Result<Vec<ProjectSummary>, AppError> {
     if let Some(ids) = visible {
         all.retain(|p| ids.contains(&p.project.id));
     }
+    for s in &mut all {
+        redact_repo(&mut s.project);
+    }
     Ok(all)
+}
+
+/// A project as responses show it: the repository URL without the
+/// `user:token@` it may carry (git needs it; no reader of the API does).
+#[cfg(feature = "ssr")]
+fn shown(mut p: Project) -> Project {
+    redact_repo(&mut p);
+    p
+}
+
+#[cfg(feature = "ssr")]
+fn redact_repo(p: &mut Project) {
+    p.repo_url = slipway_engine::build::workspace::redact_url(&p.repo_url);
 }
 
 /// Creates a project from a name and a repository (absolute path or git URL).
@@ -33,7 +49,7 @@ pub async fn create_project(input: NewProject) -> Result<Project, AppError> {
     ctx.store.set_member(&project.id, &user.user.id, slipway_model::auth::Role::Admin, user).await?;
     crate::auth::audit(&g, "project.created", Some(&project.id), Some(("project", &project.id)), serde_json::json!({ "name": project.name })).await;
     tracing::info!(project = %project.id, name = %project.name, "project created");
-    Ok(project)
+    Ok(shown(project))
 }
 
 /// One project by id, slug or name.
@@ -44,7 +60,7 @@ pub async fn get_project(project: String) -> Result<Project, AppError> {
     let not_found = || AppError::not_found(format!("project `{project}`"));
     let p = ctx.store.get_project(&project).await.map_err(|_| not_found())?;
     crate::auth::require("projects/show", Some(&p.id), || AppError::not_found(format!("project `{project}`"))).await?;
-    Ok(p)
+    Ok(shown(p))
 }
 
 /// Project settings (admins): whether every completed build creates a release,
@@ -76,7 +92,7 @@ pub async fn update_settings(
         }),
     )
     .await;
-    Ok(updated)
+    Ok(shown(updated))
 }
 
 /// The Projects page: the list, and the form that adds one.
@@ -231,6 +247,7 @@ pub fn ProjectPage() -> impl IntoView {
                             </header>
                             <ProjectBuilds slug=p.slug.clone()/>
                             <crate::account::ProjectSettings slug=p.slug.clone()/>
+                            <crate::registries::ProjectRegistries slug=p.slug.clone()/>
                             <section class="panel">
                                 <dl class="facts">
                                     <dt>"Repository"</dt>

@@ -8,6 +8,7 @@ mod builds;
 mod config;
 mod client;
 mod logs;
+mod registries;
 mod releases;
 mod table;
 
@@ -74,6 +75,9 @@ enum Top {
     /// Allowed images: base images builds may use, repositories shared with a project.
     #[command(subcommand, name = "base-images")]
     BaseImages(base_images::BaseImageCmd),
+    /// Registries a project's builds may push to: add, list, remove.
+    #[command(subcommand)]
+    Registries(registries::RegistryCmd),
     /// The audit trail.
     Audit {
         #[arg(long)]
@@ -136,6 +140,7 @@ fn run(cli: &Cli, client: &Client) -> anyhow::Result<()> {
         Top::Members(cmd) => account::members(cmd, client, cli.json)?,
         Top::Secrets(cmd) => account::secrets(cmd, client, cli.json)?,
         Top::BaseImages(cmd) => base_images::run(cmd, client, cli.json)?,
+        Top::Registries(cmd) => registries::run(cmd, client, cli.json)?,
         Top::Audit { actor, action, project, limit } => account::audit(
             client,
             slipway_model::auth::AuditQuery {

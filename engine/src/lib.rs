@@ -12,6 +12,7 @@ pub mod health;
 pub mod isolation;
 pub mod logstream;
 pub mod pipeline;
+pub mod registries;
 pub mod release;
 pub mod secrets;
 pub mod store;

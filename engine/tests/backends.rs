@@ -99,6 +99,7 @@ fn job(tag: &str, dockerfile: &str, files: &[(&str, &str)]) -> ImageBuild {
         dockerfile: "Dockerfile".into(),
         target: None,
         build_args: BTreeMap::new(),
+        secrets: BTreeMap::new(),
         tag: tag.into(),
         labels: BTreeMap::from([("slipway.test".to_string(), "1".to_string())]),
         memory: None,

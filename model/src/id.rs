@@ -50,6 +50,8 @@ pub const AUDIT: &str = "aud";
 pub const MANIFEST: &str = "man";
 /// Prefix of login session ids (`ses_…`).
 pub const SESSION: &str = "ses";
+/// Prefix of listed registry ids (`reg_…`).
+pub const REGISTRY: &str = "reg";
 
 /// Every prefix Slipway uses, for exhaustive checks and documentation.
 pub const ALL_PREFIXES: &[&str] = &[
@@ -68,6 +70,7 @@ pub const ALL_PREFIXES: &[&str] = &[
     AUDIT,
     MANIFEST,
     SESSION,
+    REGISTRY,
 ];
 
 /// POSIX regular expression matching a valid suffix, for database check constraints,

@@ -14,6 +14,7 @@ pub mod logs;
 pub mod manifest;
 pub mod pipeline;
 pub mod project;
+pub mod registry;
 pub mod release;
 pub mod secret;
 pub mod status;

@@ -8,6 +8,9 @@
 //! phase `build` with the vertex name as the step. Dropping the returned
 //! future closes the connection, and the engine stops the running step.
 //!
+//! Build secrets (`BUILD_AUTH`) are served to `RUN --mount=type=secret` steps
+//! by a session of Slipway's own ([`super::session`]), never as build args.
+//!
 //! The helpers shared with the legacy backend (options, error classification,
 //! inspecting the result) live here too.
 
@@ -20,6 +23,7 @@ use bollard::Docker;
 use futures::StreamExt;
 use slipway_model::status::ErrorClass;
 
+use super::session::SecretSession;
 use super::{BoxFuture, BuildBackend, BuildFailure, BuiltImage, ImageBuild, LogSink, Phase, Stream};
 use crate::embedded::BASE_IMAGE;
 
@@ -53,6 +57,11 @@ fn session_id() -> String {
 
 async fn build_with_buildkit(docker: &Docker, job: &ImageBuild, log: &LogSink) -> Result<BuiltImage, BuildFailure> {
     let session = session_id();
+    // Build secrets are served by a session of ours that lives as long as the build.
+    let _secrets = match job.secrets.is_empty() {
+        true => None,
+        false => Some(SecretSession::open(&session, &job.secrets).await?),
+    };
     let options = build_options(job, BuilderVersion::BuilderBuildKit, Some(&session), log).await;
     if job.memory.is_some() {
         // Measured on engine 20.10: BuildKit accepts the option but does not

@@ -82,6 +82,16 @@ pub async fn create_build(store: &Store, input: &NewBuild, created_by: Option<&s
         .map_err(|e| AppError::invalid("ref", e.message))?
         .ok_or_else(|| AppError::invalid("ref", format!("commit {sha} has no {MANIFEST_PATH}")))?;
     let parsed = manifest::parse(&content).map_err(AppError::from)?;
+    // Only a listed registry may be pushed to (and receive its listed secrets).
+    match &input.registry {
+        Some(v) => {
+            let registry = parse_registry_override(v).map_err(|e| AppError::invalid("registry", e.message))?;
+            store.allowed_registry_for(&project.id, &project.slug, &registry, "registry").await?;
+        }
+        None => {
+            store.allowed_registry_for(&project.id, &project.slug, &parsed.registry, "manifest.registry").await?;
+        }
+    }
     let hash = parsed.canonical_hash();
     if let Some(given) = &input.manifest_hash {
         if *given != hash {

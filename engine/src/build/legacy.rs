@@ -40,6 +40,14 @@ impl BuildBackend for LegacyBackend {
 }
 
 async fn build_with_legacy(docker: &Docker, job: &ImageBuild, log: &LogSink) -> Result<BuiltImage, BuildFailure> {
+    if !job.secrets.is_empty() {
+        // The legacy builder can only pass build args, which the image records.
+        let names: Vec<&str> = job.secrets.keys().map(String::as_str).collect();
+        return Err(BuildFailure::new(
+            ErrorClass::BuildError,
+            format!("{} can only be given as a BuildKit secret mount: use the BuildKit backend (not --build-backend legacy)", names.join(", ")),
+        ));
+    }
     let options = build_options(job, BuilderVersion::BuilderV1, None, log).await;
     tracing::debug!(service = %job.service, tag = %job.tag, "starting a legacy build");
     let mut stream = docker.build_image(options, None, Some(bollard::body_full(job.context_tar.clone())));

@@ -74,9 +74,19 @@ pub struct LogRecord {
 
 /// Replaces secret values in text. Values shorter than three characters are
 /// not masked (they would mask ordinary text); secret stores refuse them.
-#[derive(Debug, Default, Clone)]
+///
+/// A multi-line secret (a PEM key, a JSON document) is also masked line by
+/// line: output arrives in chunks and is stored per line, so the whole value
+/// may never appear in one piece of text.
+#[derive(Default, Clone)]
 pub struct Masker {
     secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Masker").field("values", &self.secrets.len()).finish()
+    }
 }
 
 /// What a masked value is replaced with.
@@ -84,9 +94,21 @@ pub const MASK: &str = "••••••";
 
 impl Masker {
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Masker {
-        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| s.chars().count() >= 3).collect();
+        let mut secrets: Vec<String> = secrets
+            .into_iter()
+            .flat_map(|s| {
+                // Each line of a multi-line value is masked on its own too.
+                let lines: Vec<String> = if s.contains('\n') {
+                    s.split('\n').map(|l| l.trim_end_matches('\r').trim().to_string()).collect()
+                } else {
+                    Vec::new()
+                };
+                std::iter::once(s).chain(lines)
+            })
+            .filter(|s| s.chars().count() >= 3)
+            .collect();
         // Longest first, so a secret containing another is masked whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         secrets.dedup();
         Masker { secrets }
     }
@@ -147,9 +169,11 @@ impl LogSink {
         (sink, MemoryLog(store))
     }
 
-    /// Records `text`, split into lines (`\n`, and `\r` progress redraws); masked first.
+    /// Records `text`, split into lines (`\n`, and `\r` progress redraws); the
+    /// text and the step are masked first.
     pub async fn line(&self, phase: Phase, step: Option<&str>, stream: Stream, text: &str) {
         let masked = self.inner.masker.mask(text);
+        let step = step.map(|s| self.inner.masker.mask(s));
         for raw in masked.split('\n') {
             let line = raw.rsplit('\r').find(|s| !s.is_empty()).unwrap_or("").trim_end();
             if line.is_empty() && raw.trim().is_empty() && masked.ends_with('\n') {
@@ -164,7 +188,7 @@ impl LogSink {
                     seq: *seq,
                     ts: Utc::now(),
                     phase,
-                    step: step.map(str::to_string),
+                    step: step.clone(),
                     stream,
                     line: line.to_string(),
                 };

@@ -10,8 +10,10 @@ pub mod dockerignore;
 pub mod git_access;
 pub mod legacy;
 pub mod logs;
+mod realm;
 pub mod registry;
 pub mod runner;
+mod session;
 pub mod transfer;
 pub mod workspace;
 
@@ -34,8 +36,12 @@ pub struct ImageBuild {
     pub dockerfile: String,
     /// Multi-stage target, if any.
     pub target: Option<String>,
-    /// Build args, managed and custom. Values may be secret: never log them.
+    /// Build args, managed and custom. Never credentials: build args used by a
+    /// `RUN` step are recorded in the image's history.
     pub build_args: BTreeMap<String, String>,
+    /// Build secrets by id, readable only by `RUN --mount=type=secret,id=<id>`
+    /// steps and recorded nowhere in the image. Never log the values.
+    pub secrets: BTreeMap<String, String>,
     /// Local tag to give the result, e.g. `127.0.0.1:5000/demo/api:sha-0123456789ab`.
     pub tag: String,
     /// Labels to set on the image.

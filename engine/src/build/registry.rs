@@ -44,6 +44,12 @@ pub struct RegistryTarget {
     /// Talk plain HTTP to this registry (loopback hosts always are).
     /// Callers should only set it when [`insecure_allowed`] says so.
     pub insecure: bool,
+    /// Hosts besides the registry's own that its token service (the `realm`
+    /// of a `WWW-Authenticate` challenge) may be on: the project admin's list.
+    pub auth_hosts: Vec<String>,
+    /// Slipway's own registry (embedded or `SLIPWAY_REGISTRY`): its token
+    /// service may be on loopback and plain HTTP.
+    pub embedded: bool,
 }
 
 impl std::fmt::Debug for RegistryTarget {
@@ -53,6 +59,8 @@ impl std::fmt::Debug for RegistryTarget {
             .field("namespace", &self.namespace)
             .field("credentials", &self.credentials.as_ref().map(|(user, _)| (user.as_str(), MASK)))
             .field("insecure", &self.insecure)
+            .field("auth_hosts", &self.auth_hosts)
+            .field("embedded", &self.embedded)
             .finish()
     }
 }
@@ -60,7 +68,7 @@ impl std::fmt::Debug for RegistryTarget {
 impl RegistryTarget {
     /// A target without credentials, plain HTTP only for loopback hosts.
     pub fn new(host: impl Into<String>) -> Self {
-        RegistryTarget { host: host.into(), namespace: None, credentials: None, insecure: false }
+        RegistryTarget { host: host.into(), namespace: None, credentials: None, insecure: false, auth_hosts: Vec::new(), embedded: false }
     }
 
     /// The scheme the registry API is reached with: `http` for loopback
@@ -525,8 +533,22 @@ fn head_manifest(host: &str, name: &str, tag: &str, target: &RegistryTarget) -> 
             }
             let param = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
             let realm = param("realm").ok_or_else(|| fail(auth_failure(target, "401 with a Bearer challenge that names no realm")))?;
+            // The registry chose this URL: send credentials only where they may go.
+            let vetted = super::realm::vet(&realm, target).map_err(|why| {
+                fail(BuildFailure::new(
+                    ErrorClass::AuthError,
+                    format!("registry {} asked for its credentials to be sent elsewhere, which Slipway refused: {why}", target.host),
+                ))
+            })?;
+            let token_agent = ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(5))
+                .timeout(Duration::from_secs(30))
+                .user_agent("slipway")
+                .redirects(0)
+                .resolver(vetted.resolver())
+                .build();
             let scope = param("scope").unwrap_or_else(|| format!("repository:{name}:pull"));
-            let mut token_req = agent.get(&realm).query("scope", &scope);
+            let mut token_req = token_agent.get(&vetted.url).query("scope", &scope);
             if let Some(service) = param("service") {
                 token_req = token_req.query("service", &service);
             }

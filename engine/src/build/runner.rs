@@ -333,14 +333,26 @@ impl Runner {
             Registry::None => Ok(RegistryPlan::NoPush { prefix: project.slug.clone() }),
             Registry::Native => match &self.config.default_registry {
                 Some(host) => Ok(RegistryPlan::Push(RegistryTarget {
-                    host: host.clone(),
+                    embedded: true,
                     namespace: Some(project.slug.clone()),
-                    credentials: None,
                     insecure: reg::insecure_allowed(host),
+                    ..RegistryTarget::new(host.clone())
                 })),
                 None => Ok(RegistryPlan::NoPush { prefix: project.slug.clone() }),
             },
-            Registry::Byo { host, namespace, auth } => {
+            byo @ Registry::Byo { .. } => {
+                // Only a registry on the project's list, with its listed secrets.
+                let listing = self
+                    .store
+                    .allowed_registry_for(&project.id, &project.slug, &byo, "registry")
+                    .await
+                    .map_err(|e| match e {
+                        crate::Error::App(app) => {
+                            BuildFailure::new(ErrorClass::AuthError, app.problems.first().map(|p| p.message.clone()).unwrap_or(app.message))
+                        }
+                        other => internal(other),
+                    })?;
+                let Registry::Byo { host, namespace, auth } = byo else { return Err(internal("registry kind changed")) };
                 let credentials = match auth {
                     None => None,
                     Some(auth) => {
@@ -364,9 +376,10 @@ impl Runner {
                 };
                 Ok(RegistryPlan::Push(RegistryTarget {
                     insecure: reg::insecure_allowed(&host),
-                    host,
                     namespace: namespace.or_else(|| Some(project.slug.clone())),
                     credentials,
+                    auth_hosts: listing.map(|l| l.auth_hosts).unwrap_or_default(),
+                    ..RegistryTarget::new(host)
                 }))
             }
         }
@@ -460,8 +473,16 @@ impl Runner {
             labels.insert("dev.slipway.git-sha".to_string(), spec.git_sha.clone());
             let mut build_args = build.args.clone();
             build_args.extend(spec.build_args.custom.clone());
+            let mut secrets = BTreeMap::new();
             for m in &spec.build_args.managed {
-                build_args.insert(m.clone(), managed_value(m, &ctx, &self.config));
+                // Credentials never become build args (those are recorded in the
+                // image's history): BUILD_AUTH is a BuildKit secret mount.
+                if m == BUILD_AUTH {
+                    build_args.remove(m);
+                    secrets.insert(m.clone(), ctx.build_auth.clone());
+                } else {
+                    build_args.insert(m.clone(), managed_value(m, &ctx, &self.config));
+                }
             }
             let label = std::path::Path::new(&build.context).join(&build.dockerfile).display().to_string();
             refused.extend(base_images.check_context(label.trim_start_matches("./"), &tar, &build.dockerfile, &build_args));
@@ -474,6 +495,7 @@ impl Runner {
                     dockerfile: build.dockerfile.clone(),
                     target: build.target.clone(),
                     build_args,
+                    secrets,
                     tag: format!("{repo}:{own_tag}"),
                     labels,
                     memory: self.config.build_memory,
@@ -622,6 +644,9 @@ pub fn parse_registry_override(v: &serde_json::Value) -> Result<Registry, BuildF
         .map_err(|e| BuildFailure::new(ErrorClass::BuildError, format!("registry override: {e}")))
 }
 
+/// The managed value holding the registry credentials; a build secret, never a build arg.
+pub const BUILD_AUTH: &str = "BUILD_AUTH";
+
 struct RunCtx<'a> {
     spec: &'a BuildSpec,
     project: &'a Project,
@@ -643,7 +668,6 @@ fn managed_value(name: &str, ctx: &RunCtx<'_>, config: &RunnerConfig) -> String 
         "BUILD_GENERATION" => ctx.run_seq.to_string(),
         "BUILD_DEVELOPMENT" => (ctx.spec.inputs.get("development").and_then(|v| v.as_bool()) == Some(true)).to_string(),
         "BUILD_RACK" => config.instance_name.clone(),
-        "BUILD_AUTH" => ctx.build_auth.clone(),
         _ => String::new(),
     }
 }

@@ -544,6 +544,8 @@ pub async fn import_archive(
         namespace: Some(project.slug.clone()),
         credentials: None,
         insecure: reg::insecure_allowed(host),
+        auth_hosts: Vec::new(),
+        embedded: true,
     });
     let (log, _lines) = LogSink::memory();
     let mut artifacts = Vec::with_capacity(b.artifacts.len());
