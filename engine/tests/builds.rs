@@ -450,10 +450,13 @@ async fn build_auth_and_secret_values_never_reach_the_stored_log(pool: PgPool) {
         (".slipway/manifest.yaml", manifest),
         (
             "api/Dockerfile",
-            format!("FROM {BASE_IMAGE}\nARG BUILD_AUTH\nARG BUILD_APP\nRUN echo \"auth=$BUILD_AUTH app=$BUILD_APP\"\n"),
+            format!(
+                "FROM {BASE_IMAGE}\nARG BUILD_APP\nRUN --mount=type=secret,id=BUILD_AUTH echo \"auth=$(cat /run/secrets/BUILD_AUTH) app=$BUILD_APP\"\n"
+            ),
         ),
     ];
     let fx = fixture(pool, &files, |_| {}).await;
+    list_registry(&fx, &host, Some(("REG_USER", "REG_TOKEN"))).await;
     let sb = SecretBox::new(MasterKey::from_bytes([7; 32]));
     fx.store.set_secret(&sb, &fx.project.id, None, "REG_USER", "robot-user", None).await.unwrap();
     fx.store.set_secret(&sb, &fx.project.id, None, "REG_TOKEN", "tok-9f8e7d6c5b4a", None).await.unwrap();
@@ -785,6 +788,7 @@ async fn a_registry_that_is_not_loopback_is_never_spoken_to_over_plain_http(pool
         ("web/index.html", format!("{}\n", slipway_model::id::new_id("n"))),
     ];
     let fx = fixture(pool, &files, |_| {}).await;
+    list_registry(&fx, &remote, None).await;
     let d = fx.build_once(|_| {}).await;
     let run = &d.runs[0];
     assert_eq!(run.status, BuildRunStatus::Failed, "a plain-HTTP registry that is not loopback was used");
@@ -792,4 +796,270 @@ async fn a_registry_that_is_not_loopback_is_never_spoken_to_over_plain_http(pool
     let message = run.error_message.clone().unwrap_or_default();
     assert!(message.contains(&remote), "names the registry: {message}");
     assert!(d.artifacts.is_empty(), "nothing recorded");
+}
+
+// ----- a hostile member: registries, build secrets, token realms, masking -----
+
+/// Lists `host` on the fixture project's registries list, with these secrets.
+async fn list_registry(fx: &Fixture, host: &str, secrets: Option<(&str, &str)>) {
+    let input = slipway_model::registry::NewAllowedRegistry {
+        host: host.into(),
+        username_secret: secrets.map(|s| s.0.to_string()),
+        token_secret: secrets.map(|s| s.1.to_string()),
+        auth_hosts: vec![],
+    };
+    fx.store.add_registry(&fx.project.id, &input, None).await.unwrap();
+}
+
+/// A loopback listener that only counts who connects to it (a stand-in for
+/// an attacker's host, or an internal service that must not be reached).
+struct Trap {
+    host: String,
+    hits: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Trap {
+    async fn start() -> Trap {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(conn);
+            }
+        });
+        Trap { host, hits }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+async fn spec_count(store: &Store) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM build_specs").fetch_one(store.pool()).await.unwrap()
+}
+
+async fn set_db_and_prod_secrets(fx: &Fixture) {
+    let sb = SecretBox::new(MasterKey::from_bytes([7; 32]));
+    fx.store.set_secret(&sb, &fx.project.id, None, "DB_PASSWORD", "db-pw-4b1d9e0c", None).await.unwrap();
+    fx.store.set_secret(&sb, &fx.project.id, None, "PROD_KEY", "prod-key-77aa31", None).await.unwrap();
+}
+
+fn exfiltrating_manifest(host: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            ".slipway/manifest.yaml",
+            format!("registry:\n  host: {host}\n  auth:\n    username_secret: DB_PASSWORD\n    token_secret: PROD_KEY\nservices:\n  api:\n    build: api\n"),
+        ),
+        ("api/Dockerfile", "FROM scratch\nCOPY Dockerfile /\n".to_string()),
+    ]
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_manifest_sending_project_secrets_to_an_unlisted_registry_is_refused_and_nothing_is_queued(pool: PgPool) {
+    let trap = Trap::start().await;
+    let fx = fixture(pool, &exfiltrating_manifest(&trap.host), |_| {}).await;
+    set_db_and_prod_secrets(&fx).await;
+    let input = NewBuild { project: fx.project.slug.clone(), run: true, ..Default::default() };
+    let e: AppError = create_build(&fx.store, &input, None).await.unwrap_err().into();
+    assert_eq!(e.code, ErrorCode::InvalidInput, "{e:?}");
+    assert_eq!(e.problems[0].field, "manifest.registry", "{e:?}");
+    assert!(e.message.contains("not on the registries list"), "{}", e.message);
+    assert_eq!(spec_count(&fx.store).await, 0, "no build was recorded");
+    assert!(fx.runner.run_once().await.unwrap().is_none(), "no run was queued");
+    assert_eq!(trap.hits(), 0, "nothing reached the attacker's host");
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_listed_registry_named_with_other_secrets_than_its_listed_ones_is_refused(pool: PgPool) {
+    let trap = Trap::start().await;
+    let fx = fixture(pool, &exfiltrating_manifest(&trap.host), |_| {}).await;
+    set_db_and_prod_secrets(&fx).await;
+    list_registry(&fx, &trap.host, Some(("REG_USER", "REG_TOKEN"))).await;
+    let input = NewBuild { project: fx.project.slug.clone(), run: true, ..Default::default() };
+    let e: AppError = create_build(&fx.store, &input, None).await.unwrap_err().into();
+    assert_eq!(e.problems[0].field, "manifest.registry", "{e:?}");
+    assert!(e.message.contains("only the secrets REG_USER and REG_TOKEN"), "{}", e.message);
+    // The same through a registry override.
+    let input = NewBuild {
+        project: fx.project.slug.clone(),
+        registry: Some(serde_json::json!({ "host": trap.host, "auth": { "username_secret": "DB_PASSWORD", "token_secret": "PROD_KEY" } })),
+        ..Default::default()
+    };
+    let e: AppError = create_build(&fx.store, &input, None).await.unwrap_err().into();
+    assert_eq!(e.problems[0].field, "registry", "{e:?}");
+    assert_eq!(spec_count(&fx.store).await, 0);
+    assert_eq!(trap.hits(), 0);
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_registry_taken_off_the_list_before_the_run_gets_no_credentials_and_the_run_fails_as_auth_error(pool: PgPool) {
+    let trap = Trap::start().await;
+    let mut files = exfiltrating_manifest(&trap.host);
+    files[0].1 = files[0].1.replace("DB_PASSWORD", "REG_USER").replace("PROD_KEY", "REG_TOKEN");
+    let fx = fixture(pool, &files, |_| {}).await;
+    let sb = SecretBox::new(MasterKey::from_bytes([7; 32]));
+    fx.store.set_secret(&sb, &fx.project.id, None, "REG_USER", "robot-user", None).await.unwrap();
+    fx.store.set_secret(&sb, &fx.project.id, None, "REG_TOKEN", "tok-5e6f7a8b", None).await.unwrap();
+    list_registry(&fx, &trap.host, Some(("REG_USER", "REG_TOKEN"))).await;
+    let d = fx.create(|_| {}).await;
+    assert!(fx.store.remove_registry(&fx.project.id, &trap.host).await.unwrap());
+    fx.runner.run_once().await.unwrap().expect("the queued run");
+    let d = fx.store.get_build(&d.spec.id).await.unwrap();
+    let run = &d.runs[0];
+    assert_eq!(run.status, BuildRunStatus::Failed);
+    assert_eq!(run.error_code.as_deref(), Some("auth_error"), "{:?}", run.error_message);
+    assert!(run.error_message.as_deref().unwrap_or_default().contains("not on the registries list"), "{:?}", run.error_message);
+    assert!(d.artifacts.is_empty());
+    assert_eq!(trap.hits(), 0, "the unlisted registry was contacted");
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn build_auth_reaches_a_secret_mount_but_not_the_image_history_config_or_export(pool: PgPool) {
+    let host = registry();
+    let manifest = format!(
+        "registry:\n  host: {host}\n  namespace: byo\n  auth:\n    username_secret: REG_USER\n    token_secret: REG_TOKEN\nservices:\n  api:\n    build: api\n"
+    );
+    let nonce = slipway_model::id::new_id("n");
+    let dockerfile = format!(
+        "FROM {BASE_IMAGE}\n\
+         RUN echo {nonce}\n\
+         RUN --mount=type=secret,id=BUILD_AUTH test -s /run/secrets/BUILD_AUTH && echo \"secret-bytes=$(wc -c < /run/secrets/BUILD_AUTH)\"\n\
+         ARG BUILD_AUTH\n\
+         RUN echo \"as-arg=[$BUILD_AUTH]\" > /as-arg.txt && cat /as-arg.txt\n"
+    );
+    let files = vec![(".slipway/manifest.yaml", manifest), ("api/Dockerfile", dockerfile)];
+    let fx = fixture(pool, &files, |_| {}).await;
+    list_registry(&fx, &host, Some(("REG_USER", "REG_TOKEN"))).await;
+    let sb = SecretBox::new(MasterKey::from_bytes([7; 32]));
+    let password = "tok-history-3c9d81f2";
+    fx.store.set_secret(&sb, &fx.project.id, None, "REG_USER", "robot-user", None).await.unwrap();
+    fx.store.set_secret(&sb, &fx.project.id, None, "REG_TOKEN", password, None).await.unwrap();
+    let d = fx.build_once(|b| {
+        b.build_args = vec!["BUILD_AUTH".into()];
+        b.force_rebuild = true;
+    })
+    .await;
+    let run = &d.runs[0];
+    let log = fx.log_text(&run.id).await;
+    assert_eq!(run.status, BuildRunStatus::Completed, "{:?}\n{log}", run.error_message);
+    // The Dockerfile read the credentials from the secret mount…
+    let bytes: usize = log
+        .lines()
+        .find_map(|l| l.split("secret-bytes=").nth(1).and_then(|n| n.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("the secret mount was not readable:\n{log}"));
+    assert!(bytes > password.len(), "BUILD_AUTH holds the credentials JSON ({bytes} bytes)");
+    // …and not as a build arg.
+    assert!(log.contains("as-arg=[]"), "BUILD_AUTH must not be a build arg:\n{log}");
+
+    let docker = docker().await;
+    let image = &d.artifacts[0].image_ref;
+    let history = docker.image_history(image).await.unwrap();
+    let history = serde_json::to_string(&history).unwrap();
+    assert!(history.contains("secret-bytes"), "the history is the image's: {history}");
+    let config = serde_json::to_string(&docker.inspect_image(image).await.unwrap()).unwrap();
+    for (what, text) in [("history", &history), ("config", &config)] {
+        assert!(!text.contains(password) && !text.contains("robot-user"), "the credentials are in the image {what}: {text}");
+    }
+    let export = slipway_engine::build::transfer::export_build(&fx.store, &docker, &d.spec.id).await.unwrap();
+    let archive = export.into_bytes().await.unwrap();
+    let mut unpacked = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&archive[..]), &mut unpacked).unwrap();
+    assert!(unpacked.len() > 1024, "the export holds the image");
+    assert!(!unpacked.windows(password.len()).any(|w| w == password.as_bytes()), "the credentials are in the export archive");
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_pem_key_printed_in_chunks_and_a_secret_in_a_step_name_never_reach_the_stored_log(pool: PgPool) {
+    let body: Vec<String> = (0..4).map(|i| format!("MIIE{i}{}", slipway_model::id::new_id("k").replace('_', ""))).collect();
+    let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", body.join("\n"));
+    let token = "step-token-6d2e9a";
+    let dockerfile = format!(
+        "FROM {BASE_IMAGE}\nCOPY key.pem /key.pem\n\
+         RUN while IFS= read -r l; do echo \"$l\"; sleep 0.2; done < /key.pem\n\
+         RUN echo {token} > /dev/null && echo step-done\n"
+    );
+    let files = vec![
+        (".slipway/manifest.yaml", "registry: none\nservices:\n  api:\n    build: api\n".to_string()),
+        ("api/Dockerfile", dockerfile),
+        ("api/key.pem", pem.clone()),
+    ];
+    let fx = fixture(pool, &files, |_| {}).await;
+    let sb = SecretBox::new(MasterKey::from_bytes([7; 32]));
+    fx.store.set_secret(&sb, &fx.project.id, None, "PEM_KEY", &pem, None).await.unwrap();
+    fx.store.set_secret(&sb, &fx.project.id, None, "STEP_TOKEN", token, None).await.unwrap();
+    let d = fx.build_once(|b| b.force_rebuild = true).await;
+    let run = &d.runs[0];
+    assert_eq!(run.status, BuildRunStatus::Completed, "{:?}", run.error_message);
+    let rows: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT line, step FROM build_logs WHERE run_id = $1 ORDER BY seq").bind(&run.id).fetch_all(fx.store.pool()).await.unwrap();
+    let text = rows.iter().map(|(l, s)| format!("[{}] {l}", s.as_deref().unwrap_or("-"))).collect::<Vec<_>>().join("\n");
+    assert!(text.contains("step-done"), "the steps ran:\n{text}");
+    assert!(rows.iter().filter(|(l, _)| l.contains(MASK)).count() >= body.len(), "each key line was masked:\n{text}");
+    for secret in body.iter().map(String::as_str).chain([token]) {
+        assert!(!text.contains(secret), "`{secret}` reached the stored log:\n{text}");
+    }
+}
+
+/// A registry in front of the test registry that, to Slipway's own digest
+/// check only, answers with a Bearer challenge whose realm is `realm`.
+async fn registry_with_realm(upstream: String, realm: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (upstream, realm) = (upstream.clone(), realm.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                if text.starts_with("head /v2/") && text.contains("user-agent: slipway") {
+                    let answer = format!(
+                        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"{realm}\",service=\"registry\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                    return;
+                }
+                let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                if up.write_all(&head).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
+                }
+            });
+        }
+    });
+    host
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_registry_pointing_its_token_realm_at_an_internal_address_gets_no_credentials(pool: PgPool) {
+    let internal = Trap::start().await;
+    let host = registry_with_realm(registry(), format!("http://{}/token", internal.host)).await;
+    let manifest = format!(
+        "registry:\n  host: {host}\n  auth:\n    username_secret: REG_USER\n    token_secret: REG_TOKEN\nservices:\n  api:\n    build: api\n"
+    );
+    let files = vec![(".slipway/manifest.yaml", manifest), ("api/Dockerfile", "FROM scratch\nCOPY Dockerfile /\n".to_string())];
+    let fx = fixture(pool, &files, |_| {}).await;
+    list_registry(&fx, &host, Some(("REG_USER", "REG_TOKEN"))).await;
+    let sb = SecretBox::new(MasterKey::from_bytes([7; 32]));
+    fx.store.set_secret(&sb, &fx.project.id, None, "REG_USER", "robot-user", None).await.unwrap();
+    fx.store.set_secret(&sb, &fx.project.id, None, "REG_TOKEN", "tok-realm-0a9b8c", None).await.unwrap();
+    let d = fx.build_once(|b| b.force_rebuild = true).await;
+    let run = &d.runs[0];
+    let log = fx.log_text(&run.id).await;
+    assert_eq!(run.status, BuildRunStatus::Failed, "{log}");
+    assert_eq!(run.error_code.as_deref(), Some("auth_error"), "{:?}\n{log}", run.error_message);
+    let message = run.error_message.clone().unwrap_or_default();
+    assert!(message.contains("refused") && message.contains("not https"), "{message}");
+    assert!(d.artifacts.is_empty(), "no artifact recorded");
+    assert_eq!(internal.hits(), 0, "the internal address was sent the credentials");
 }

@@ -26,8 +26,8 @@ use bollard::moby::buildkit::secrets::v1::{GetSecretRequest, GetSecretResponse};
 use slipway_model::status::ErrorClass;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use futures::StreamExt;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::{Request, Response, Status};
 
 use super::BuildFailure;
@@ -42,7 +42,6 @@ const METHODS: [&str; 2] = ["/moby.buildkit.secrets.v1.Secrets/GetSecret", "/grp
 pub(crate) struct SecretSession {
     id: String,
     shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for SecretSession {
@@ -63,22 +62,25 @@ impl SecretSession {
             .add_service(HealthServer::new(Healthy))
             .add_service(SecretsServer::new(store));
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let incoming = futures::stream::iter(vec![Ok::<_, io::Error>(conn)]);
+        tokio::spawn(async move {
+            // One connection, then nothing: an incoming stream that ended
+            // would shut the server (and that connection) down at once.
+            let incoming = futures::stream::iter(vec![Ok::<_, io::Error>(conn)]).chain(futures::stream::pending());
             if let Err(e) = router.serve_with_incoming_shutdown(incoming, async { rx.await.unwrap_or(()) }).await {
                 tracing::debug!(error = %e, "the build secrets session ended with an error");
             }
         });
-        Ok(SecretSession { id: id.to_string(), shutdown: Some(tx), task })
+        Ok(SecretSession { id: id.to_string(), shutdown: Some(tx) })
     }
 }
 
 impl Drop for SecretSession {
+    /// Shuts the session down gracefully (the engine is told with a GOAWAY and
+    /// closes the connection; the task ends then).
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        self.task.abort();
     }
 }
 
