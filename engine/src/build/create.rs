@@ -72,6 +72,11 @@ pub async fn create_build(store: &Store, input: &NewBuild, created_by: Option<&s
     if !problems.is_empty() {
         return Err(AppError::invalid_fields(problems).into());
     }
+    // A registry override must be on the project's registries list.
+    if let Some(v) = &input.registry {
+        let registry = parse_registry_override(v).map_err(|e| AppError::invalid("registry", e.message))?;
+        store.allowed_registry_for(&project.id, &project.slug, &registry, "registry").await?;
+    }
 
     let git = workspace::Git::for_project(store, &project).await.map_err(|e| AppError::invalid("ref", e.message))?;
     let sha = git.resolve_ref(&project.repo_url, &git_ref)
@@ -83,14 +88,8 @@ pub async fn create_build(store: &Store, input: &NewBuild, created_by: Option<&s
         .ok_or_else(|| AppError::invalid("ref", format!("commit {sha} has no {MANIFEST_PATH}")))?;
     let parsed = manifest::parse(&content).map_err(AppError::from)?;
     // Only a listed registry may be pushed to (and receive its listed secrets).
-    match &input.registry {
-        Some(v) => {
-            let registry = parse_registry_override(v).map_err(|e| AppError::invalid("registry", e.message))?;
-            store.allowed_registry_for(&project.id, &project.slug, &registry, "registry").await?;
-        }
-        None => {
-            store.allowed_registry_for(&project.id, &project.slug, &parsed.registry, "manifest.registry").await?;
-        }
+    if input.registry.is_none() {
+        store.allowed_registry_for(&project.id, &project.slug, &parsed.registry, "manifest.registry").await?;
     }
     let hash = parsed.canonical_hash();
     if let Some(given) = &input.manifest_hash {
