@@ -236,3 +236,42 @@ async fn build_logs_follow_works_for_a_logged_in_cli_and_with_slipway_token(pool
         assert_eq!(code, Some(1), "{how}: a cancelled run exits non-zero: {err}");
     }
 }
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn cli_adds_lists_and_removes_the_registries_a_project_may_push_to(pool: PgPool) {
+    let server = serve(pool).await;
+    let repo = repo();
+    let path = repo.path().display().to_string();
+    assert!(slipway(&server, &["project", "create", "shop", "--repo", &path]).await.0);
+
+    let (ok, out, err) = slipway(
+        &server,
+        &["registries", "add", "Reg.Example:5000", "--project", "shop", "--username-secret", "REG_USER", "--token-secret", "REG_TOKEN", "--auth-host", "auth.example"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("Listed registry reg.example:5000 in shop (credentials: REG_USER/REG_TOKEN)"), "{out}");
+
+    let (ok, out, _) = slipway(&server, &["registries", "list", "--project", "shop"]).await;
+    assert!(ok);
+    assert!(out.starts_with("HOST") && out.contains("reg.example:5000") && out.contains("auth.example"), "{out}");
+
+    // Half a credential pair is refused before anything is sent.
+    let (ok, _, err) = slipway(&server, &["registries", "add", "other.example", "--project", "shop", "--username-secret", "REG_USER"]).await;
+    assert!(!ok);
+    assert!(err.contains("--token-secret"), "{err}");
+    // A bad host is a 422 naming the field.
+    let (ok, _, err) = slipway(&server, &["registries", "add", "not a host", "--project", "shop"]).await;
+    assert!(!ok);
+    assert!(err.contains("host"), "{err}");
+
+    let (ok, out, _) = slipway(&server, &["registries", "remove", "reg.example:5000", "--project", "shop"]).await;
+    assert!(ok);
+    assert!(out.contains("Removed registry reg.example:5000"), "{out}");
+    let (ok, out, _) = slipway(&server, &["--json", "registries", "list", "--project", "shop"]).await;
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap(), serde_json::json!([]));
+    let (ok, _, err) = slipway(&server, &["registries", "remove", "reg.example:5000", "--project", "shop"]).await;
+    assert!(!ok, "removing twice is a 404");
+    assert!(err.contains("not found") || err.contains("registry"), "{err}");
+}

@@ -915,6 +915,8 @@ async fn a_registry_taken_off_the_list_before_the_run_gets_no_credentials_and_th
     assert!(run.error_message.as_deref().unwrap_or_default().contains("not on the registries list"), "{:?}", run.error_message);
     assert!(d.artifacts.is_empty());
     assert_eq!(trap.hits(), 0, "the unlisted registry was contacted");
+    let diagnosis = serde_json::to_string(&slipway_engine::build::diagnose::diagnose(&fx.store, &d.spec.id).await.unwrap()).unwrap();
+    assert!(diagnosis.contains("slipway registries add"), "the diagnosis says how to list it: {diagnosis}");
 }
 
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]

@@ -107,6 +107,17 @@ async fn fixture(pool: PgPool, files: &[(&str, String)], backend: Backend, tweak
 }
 
 impl Fixture {
+    /// Puts `host` on the project's registries list with REG_USER/REG_TOKEN.
+    async fn list_byo_registry(&self, host: &str) {
+        let input = slipway_model::registry::NewAllowedRegistry {
+            host: host.into(),
+            username_secret: Some("REG_USER".into()),
+            token_secret: Some("REG_TOKEN".into()),
+            auth_hosts: vec![],
+        };
+        self.store.add_registry(&self.project.id, &input, None).await.unwrap();
+    }
+
     async fn create(&self, f: impl FnOnce(&mut NewBuild)) -> BuildDetail {
         let mut input = NewBuild { project: self.project.slug.clone(), run: true, ..Default::default() };
         f(&mut input);
@@ -269,6 +280,7 @@ async fn a_stopped_registry_is_a_registry_error_naming_the_host(pool: PgPool) {
     ];
     let fx = fixture(pool, &files, Backend::BuildKit, |_| {}).await;
     let host = format!("127.0.0.1:{}", free_port().unwrap());
+    fx.list_byo_registry(&host).await;
     let d = fx.build_and_diagnose(|b| b.registry = Some(serde_json::json!({ "host": host }))).await;
     let f = failure(&d);
     assert_eq!(f.class, ErrorClass::RegistryError, "{}", d.to_text());
@@ -364,6 +376,7 @@ async fn wrong_registry_credentials_are_an_auth_error_naming_the_secrets(pool: P
     let reg = AuthRegistry::start();
     let host = reg.host();
     let fx = fixture(pool, &byo_files(&host), Backend::BuildKit, |_| {}).await;
+    fx.list_byo_registry(&host).await;
     let sb = SecretBox::new(MasterKey::from_bytes(KEY));
     fx.store.set_secret(&sb, &fx.project.id, None, "REG_USER", "slipway", None).await.unwrap();
     fx.store.set_secret(&sb, &fx.project.id, None, "REG_TOKEN", "wrong-token-5d41402a", None).await.unwrap();
@@ -385,6 +398,7 @@ async fn missing_registry_secrets_are_an_auth_error_naming_the_missing_ones(pool
     // The run stops before pushing, so no registry needs to listen there.
     let host = format!("127.0.0.1:{}", free_port().unwrap());
     let fx = fixture(pool, &byo_files(&host), Backend::BuildKit, |_| {}).await;
+    fx.list_byo_registry(&host).await;
     let sb = SecretBox::new(MasterKey::from_bytes(KEY));
     fx.store.set_secret(&sb, &fx.project.id, None, "REG_USER", "slipway", None).await.unwrap();
     let d = fx.build_and_diagnose(|_| {}).await;

@@ -48,9 +48,9 @@ pub struct NewAllowedRegistry {
 
 /// A host as registries are compared: no scheme, no trailing slash, lowercase.
 pub fn normalize_host(host: &str) -> String {
-    let h = host.trim();
-    let h = h.strip_prefix("https://").or_else(|| h.strip_prefix("http://")).unwrap_or(h);
-    h.trim_end_matches('/').to_ascii_lowercase()
+    let h = host.trim().to_ascii_lowercase();
+    let h = h.strip_prefix("https://").or_else(|| h.strip_prefix("http://")).unwrap_or(&h);
+    h.trim_end_matches('/').to_string()
 }
 
 /// Why `host` is not a registry host (`host[:port][/path]`), if it is not one.

@@ -571,6 +571,24 @@ fn explain_class(class: ErrorClass, c: &Context<'_>, slug: &str) -> (String, Str
                 c.repo
             ),
         ),
+        ErrorClass::AuthError if c.message.contains("registries list") || c.message.contains("may receive only the secrets") => {
+            let host = c.push_host.clone().unwrap_or_else(|| "the registry".into());
+            (
+                format!("registry `{host}` may not receive this build's images or credentials: {}", c.message),
+                format!(
+                    "a project admin lists it with the secrets it may receive (`slipway registries add {host} --project {slug} --username-secret NAME --token-secret NAME`), or point the manifest at a listed registry; {rerun}"
+                ),
+            )
+        }
+        ErrorClass::AuthError if c.message.contains("asked for its credentials to be sent elsewhere") => {
+            let host = c.push_host.clone().unwrap_or_else(|| "the registry".into());
+            (
+                format!("registry `{host}` named a token service Slipway will not send credentials to: {}", c.message),
+                format!(
+                    "if its token service really is on another public https host, a project admin lists that host (`slipway registries add {host} --project {slug} --auth-host HOST …`); {rerun}"
+                ),
+            )
+        }
         ErrorClass::AuthError => {
             let host = c.push_host.clone().unwrap_or_else(|| "the registry".into());
             match &c.registry.auth {

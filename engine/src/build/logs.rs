@@ -317,6 +317,19 @@ mod tests {
         assert_eq!(lines[0].step.as_deref(), Some("[1/2] RUN x"));
     }
 
+    #[tokio::test]
+    async fn a_multi_line_secret_split_across_chunks_and_a_secret_in_a_step_are_masked() {
+        let pem = "-----BEGIN KEY-----\r\nAAAA1111\r\nBBBB2222\r\n-----END KEY-----".to_string();
+        let (sink, log) = LogSink::memory_masked(Masker::new([pem, "tok-123".to_string()]));
+        sink.line(Phase::Build, Some("[2/2] RUN echo tok-123"), Stream::Stdout, "-----BEGIN KEY-----\nAAAA1111\n").await;
+        sink.line(Phase::Build, Some("[2/2] RUN echo tok-123"), Stream::Stdout, "  BBBB2222\n-----END KEY-----\n").await;
+        let lines = log.lines();
+        let texts: Vec<&str> = lines.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(texts, [MASK, MASK, &format!("  {MASK}"), MASK]);
+        assert!(lines.iter().all(|l| l.step.as_deref() == Some(&*format!("[2/2] RUN echo {MASK}"))));
+        assert!(!format!("{:?}", Masker::new(["tok-123".to_string()])).contains("tok-123"), "Debug shows no value");
+    }
+
     #[test]
     fn longer_secrets_are_masked_before_the_shorter_ones_they_contain() {
         let m = Masker::new(["abc".to_string(), "abcdef".to_string(), "x".to_string()]);
