@@ -21,6 +21,16 @@ use slipway_model::status::BuildRunStatus;
 use slipway_model::{AppError, ErrorCode};
 use sqlx::PgPool;
 
+/// A target that may read `name`'s project from the test registry (with a
+/// pull-only token when the registry authenticates with Slipway's tokens).
+fn reader(host: &str, name: &str) -> RegistryTarget {
+    let slug = name.split('/').next().unwrap_or_default();
+    match slipway_engine::registry_auth::TokenIssuer::from_env(host).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY") {
+        Some(issuer) => issuer.pull_target(host, slug).expect("a pull credential"),
+        None => RegistryTarget::new(host),
+    }
+}
+
 fn registry() -> String {
     std::env::var("SLIPWAY_REGISTRY").expect("SLIPWAY_REGISTRY names the test registry (run the tests with `cargo xtask test`)")
 }
@@ -151,7 +161,7 @@ async fn multi_service_build_records_the_registry_digests(pool: PgPool) {
         let tag = format!("sha-{}", &d.spec.git_sha[..12]);
         assert_eq!(a.image_ref, format!("{host}/{}/{}:{tag}", fx.project.slug, a.service_name));
         let name = format!("{}/{}", fx.project.slug, a.service_name);
-        let remote = remote_digest(&host, &name, &tag, &RegistryTarget::new(host.clone())).await.unwrap();
+        let remote = remote_digest(&host, &name, &tag, &reader(&host, &name)).await.unwrap();
         assert_eq!(remote.as_deref(), Some(a.digest.as_str()), "artifact digest must be the registry's");
         assert_eq!(a.platforms, ["linux/amd64"]);
     }
@@ -442,7 +452,12 @@ async fn a_run_longer_than_its_lease_keeps_it_by_heartbeats(pool: PgPool) {
 
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
 async fn build_auth_and_secret_values_never_reach_the_stored_log(pool: PgPool) {
-    let host = registry();
+    // A registry of its own that takes any credentials: the test registry
+    // refuses credentials it did not issue (and a namespace of another project).
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", slipway_engine::embedded::free_port().unwrap()).parse().unwrap();
+    let mut byo = slipway_engine::embedded::EmbeddedRegistry::start(dir.path(), addr, None).await.unwrap();
+    let host = byo.addr.to_string();
     let manifest = format!(
         "registry:\n  host: {host}\n  namespace: byo\n  auth:\n    username_secret: REG_USER\n    token_secret: REG_TOKEN\nservices:\n  api:\n    build: api\n"
     );
@@ -474,6 +489,7 @@ async fn build_auth_and_secret_values_never_reach_the_stored_log(pool: PgPool) {
     assert!(all.iter().all(|(l,)| !l.contains("tok-9f8e7d6c5b4a")));
     let run_json = serde_json::to_string(&fx.store.get_build(&d.spec.id).await.unwrap()).unwrap();
     assert!(!run_json.contains("tok-9f8e7d6c5b4a"));
+    byo.stop().await;
 }
 
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
@@ -531,14 +547,21 @@ async fn same_idempotency_key_returns_the_same_build(pool: PgPool) {
 
 /// The image config (JSON) behind a manifest digest, read from the registry.
 fn image_config(host: &str, name: &str, digest: &str) -> serde_json::Value {
-    let manifest: serde_json::Value = ureq::get(&format!("http://{host}/v2/{name}/manifests/{digest}"))
-        .set("Accept", "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json")
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap();
+    // With a pull token for `name` when the registry authenticates with Slipway's tokens.
+    let bearer = slipway_engine::registry_auth::TokenIssuer::from_env(host).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY").map(|issuer| {
+        let access = vec![slipway_engine::registry_auth::ResourceActions { resource_type: "repository".into(), name: name.into(), actions: vec!["pull".into()] }];
+        format!("Bearer {}", issuer.registry_token("test", access, chrono::Utc::now().timestamp(), 300).unwrap())
+    });
+    let get = |url: String| {
+        let req = ureq::get(&url).set("Accept", "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json");
+        match &bearer {
+            Some(b) => req.set("Authorization", b),
+            None => req,
+        }
+    };
+    let manifest: serde_json::Value = get(format!("http://{host}/v2/{name}/manifests/{digest}")).call().unwrap().into_json().unwrap();
     let config = manifest["config"]["digest"].as_str().expect("a config digest").to_string();
-    ureq::get(&format!("http://{host}/v2/{name}/blobs/{config}")).call().unwrap().into_json().unwrap()
+    get(format!("http://{host}/v2/{name}/blobs/{config}")).call().unwrap().into_json().unwrap()
 }
 
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
@@ -592,7 +615,7 @@ async fn concurrent_builds_of_one_commit_each_record_their_own_image(pool: PgPoo
         }
         // The human tag names this run's image, and differs per input.
         let tag = a.image_ref.rsplit_once(':').unwrap().1.to_string();
-        let remote = remote_digest(&host, &name, &tag, &RegistryTarget::new(host.clone())).await.unwrap();
+        let remote = remote_digest(&host, &name, &tag, &reader(&host, &name)).await.unwrap();
         assert_eq!(remote.as_deref(), Some(a.digest.as_str()), "tag {tag} of build N={n}");
         digests.insert(a.digest.clone());
         tags.insert(tag);
