@@ -225,3 +225,29 @@ async fn anonymous_pulls_and_pushes_and_another_projects_token_are_refused_by_th
         let _ = w.docker.remove_image(&format!("{repo}:{t}"), None::<bollard::query_parameters::RemoveImageOptions>, None).await;
     }
 }
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_build_naming_another_projects_repository_as_its_image_cannot_push_over_it(pool: PgPool) {
+    let mut w = Builds::new(pool).await;
+    support::tokens().expect("the test registry authenticates with Slipway's tokens (SLIPWAY_REGISTRY_TOKEN_KEY)");
+    let (_b, image, digest) = victim(&mut w, &format!("b-{}", nonce())).await;
+    let (repo, _) = image.rsplit_once(':').unwrap();
+    let files = vec![
+        (".slipway/manifest.yaml", format!("services:\n  api:\n    image: {repo}\n    build: api\n")),
+        ("api/Dockerfile", "FROM scratch\nCOPY evil.txt /secret.txt\n".to_string()),
+        ("api/evil.txt", "overwritten\n".to_string()),
+    ];
+    let a = w.project("pusher", &files).await;
+    let d = w.build(&a).await;
+    let run = &d.runs[0];
+    assert_eq!(run.status, BuildRunStatus::Failed, "{:?}", run.error_message);
+    assert_eq!(run.error_code.as_deref(), Some("auth_error"), "{:?}", run.error_message);
+    let message = run.error_message.clone().unwrap_or_default();
+    assert!(message.contains(&format!("refused project {}'s token", a.slug)), "{message}");
+    assert!(d.artifacts.is_empty());
+    // B's image is untouched.
+    assert_eq!(registry_digest(&image).await.as_deref(), Some(digest.as_str()));
+    let diagnosis = diagnose(&w.store, &d.spec.id).await.unwrap().failure.expect("a failure diagnosis");
+    assert_eq!(diagnosis.class, ErrorClass::AuthError);
+    assert!(diagnosis.hint.contains(&format!("push only to {}/{}/", registry(), a.slug)), "{}", diagnosis.hint);
+}
