@@ -781,20 +781,26 @@ async fn managed_build_args_carry_the_build_id_sha_manifest_generation_developme
 async fn the_manifests_image_names_the_repository_and_the_version_input_is_the_tag(pool: PgPool) {
     let host = registry();
     let files = vec![
-        (".slipway/manifest.yaml", format!("services:\n  web:\n    image: {host}/acme-team/storefront\n    build: web\n")),
+        (".slipway/manifest.yaml", "services:\n  web:\n    build: web\n".to_string()),
         ("web/Dockerfile", "FROM scratch\nCOPY index.html /index.html\n".to_string()),
         ("web/index.html", format!("{}\n", slipway_model::id::new_id("n"))),
     ];
     let fx = fixture(pool, &files, |_| {}).await;
+    // On Slipway's registry a project's images live under its own namespace
+    // (its token pushes nowhere else); within it, `image` names the repository.
+    let slug = fx.project.slug.clone();
+    std::fs::write(fx._repo.path().join(".slipway/manifest.yaml"), format!("services:\n  web:\n    image: {host}/{slug}/storefront\n    build: web\n")).unwrap();
+    git(fx._repo.path(), &["commit", "-q", "-am", "name the image"]);
     let d = fx.build_once(|b| b.inputs = Some(serde_json::json!({ "version": "2.4.1" }))).await;
     assert_eq!(d.runs[0].status, BuildRunStatus::Completed, "{:?}", d.runs[0].error_message);
     let a = &d.artifacts[0];
-    assert_eq!(a.image_ref, format!("{host}/acme-team/storefront:2.4.1"));
-    let remote = remote_digest(&host, "acme-team/storefront", "2.4.1", &RegistryTarget::new(host.clone())).await.unwrap();
+    assert_eq!(a.image_ref, format!("{host}/{slug}/storefront:2.4.1"));
+    let name = format!("{slug}/storefront");
+    let remote = remote_digest(&host, &name, "2.4.1", &reader(&host, &name)).await.unwrap();
     assert_eq!(remote.as_deref(), Some(a.digest.as_str()), "the registry's 2.4.1 is this build's image");
     // Without a version: the commit's tag, in the same repository.
     let plain = fx.build_once(|b| b.force_rebuild = true).await;
-    assert_eq!(plain.artifacts[0].image_ref, format!("{host}/acme-team/storefront:sha-{}", &plain.spec.git_sha[..12]));
+    assert_eq!(plain.artifacts[0].image_ref, format!("{host}/{slug}/storefront:sha-{}", &plain.spec.git_sha[..12]));
 }
 
 /// README: "Plain HTTP only for loopback hosts" (or listed ones). `127.1`

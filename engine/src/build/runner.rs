@@ -396,12 +396,14 @@ impl Runner {
         }
     }
 
-    /// A push to Slipway's registry carries a fresh credential for this
-    /// project (push and pull on its own repositories only); other targets
-    /// keep their own credentials.
-    async fn registry_credentials(&self, target: &RegistryTarget, project: &Project) -> Result<RegistryTarget, BuildFailure> {
+    /// A push of `repo` to Slipway's registry carries a fresh credential for
+    /// this project (push and pull on its own repositories only); other
+    /// targets keep their own credentials, and an image named on another
+    /// host never gets Slipway's.
+    async fn registry_credentials(&self, target: &RegistryTarget, repo: &str, project: &Project) -> Result<RegistryTarget, BuildFailure> {
+        let repo_host = repo.split('/').next().unwrap_or_default();
         match &self.config.registry_tokens {
-            Some(issuer) if target.credentials.is_none() && issuer.covers(&target.host) => {
+            Some(issuer) if target.credentials.is_none() && issuer.covers(&target.host) && issuer.covers(repo_host) => {
                 let credentials = issuer.project_credential(&self.store, &project.id, &project.slug).await.map_err(internal)?;
                 Ok(RegistryTarget { credentials: Some(credentials), ..target.clone() })
             }
@@ -554,7 +556,7 @@ impl Runner {
         for (name, repo, image) in &built {
             let digest = match plan {
                 RegistryPlan::Push(target) => {
-                    let target = &self.registry_credentials(target, project).await?;
+                    let target = &self.registry_credentials(target, repo, project).await?;
                     log.system(Phase::Push, &format!("pushing {repo}:{own_tag}")).await;
                     let started = Instant::now();
                     let digest = reg::push(&self.docker, repo, &own_tag, target, log).await?;
