@@ -950,7 +950,12 @@ async fn a_registry_taken_off_the_list_before_the_run_gets_no_credentials_and_th
 
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
 async fn build_auth_reaches_a_secret_mount_but_not_the_image_history_config_or_export(pool: PgPool) {
-    let host = registry();
+    // A registry of its own that takes any credentials: the test registry
+    // refuses credentials it did not issue (and a namespace of another project).
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", slipway_engine::embedded::free_port().unwrap()).parse().unwrap();
+    let mut byo = slipway_engine::embedded::EmbeddedRegistry::start(dir.path(), addr, None).await.unwrap();
+    let host = byo.addr.to_string();
     let manifest = format!(
         "registry:\n  host: {host}\n  namespace: byo\n  auth:\n    username_secret: REG_USER\n    token_secret: REG_TOKEN\nservices:\n  api:\n    build: api\n"
     );
@@ -995,12 +1000,13 @@ async fn build_auth_reaches_a_secret_mount_but_not_the_image_history_config_or_e
     for (what, text) in [("history", &history), ("config", &config)] {
         assert!(!text.contains(password) && !text.contains("robot-user"), "the credentials are in the image {what}: {text}");
     }
-    let export = slipway_engine::build::transfer::export_build(&fx.store, &docker, &d.spec.id).await.unwrap();
+    let export = slipway_engine::build::transfer::export_build(&fx.store, &docker, &d.spec.id, None).await.unwrap();
     let archive = export.into_bytes().await.unwrap();
     let mut unpacked = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&archive[..]), &mut unpacked).unwrap();
     assert!(unpacked.len() > 1024, "the export holds the image");
     assert!(!unpacked.windows(password.len()).any(|w| w == password.as_bytes()), "the credentials are in the export archive");
+    byo.stop().await;
 }
 
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
@@ -1074,7 +1080,11 @@ async fn registry_with_realm(upstream: String, realm: String) -> String {
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
 async fn a_registry_pointing_its_token_realm_at_an_internal_address_gets_no_credentials(pool: PgPool) {
     let internal = Trap::start().await;
-    let host = registry_with_realm(registry(), format!("http://{}/token", internal.host)).await;
+    // In front of a registry that takes any credentials (the test registry takes only Slipway's tokens).
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", slipway_engine::embedded::free_port().unwrap()).parse().unwrap();
+    let mut upstream = slipway_engine::embedded::EmbeddedRegistry::start(dir.path(), addr, None).await.unwrap();
+    let host = registry_with_realm(upstream.addr.to_string(), format!("http://{}/token", internal.host)).await;
     let manifest = format!(
         "registry:\n  host: {host}\n  auth:\n    username_secret: REG_USER\n    token_secret: REG_TOKEN\nservices:\n  api:\n    build: api\n"
     );
@@ -1093,4 +1103,5 @@ async fn a_registry_pointing_its_token_realm_at_an_internal_address_gets_no_cred
     assert!(message.contains("refused") && message.contains("not https"), "{message}");
     assert!(d.artifacts.is_empty(), "no artifact recorded");
     assert_eq!(internal.hits(), 0, "the internal address was sent the credentials");
+    upstream.stop().await;
 }

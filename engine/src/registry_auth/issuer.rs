@@ -186,7 +186,8 @@ impl TokenIssuer {
         if target.credentials.is_some() || !self.covers(&target.host) {
             return Ok(target.clone());
         }
-        Ok(RegistryTarget { credentials: Some(self.credential(subject, grant, CREDENTIAL_TTL)?), ..target.clone() })
+        // This issuer's registry is Slipway's own: its realm may be on loopback.
+        Ok(RegistryTarget { credentials: Some(self.credential(subject, grant, CREDENTIAL_TTL)?), embedded: true, ..target.clone() })
     }
 
     /// Credentials the engine pulls the project's own images with (pull
