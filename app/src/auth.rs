@@ -96,6 +96,9 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep("GET /builds/{build}/logs.txt", Project(P::Read), false),
     ep("GET /ws/builds/{build}/logs", Project(P::Read), false),
     ep("GET /healthz", Public, false),
+    // The registry token realm: authenticated by a registry credential, not a Slipway login.
+    ep("GET /internal/registry/token", Public, false),
+    ep("POST /internal/registry/token", Public, false),
 ];
 
 /// The rule of an endpoint, if it is in the table.

@@ -77,7 +77,18 @@ async fn raw_build(docker: &Docker, context: bytes::Bytes, tag: &str, n: usize) 
 
 async fn raw_push(docker: &Docker, repo: &str, tag: &str) -> anyhow::Result<()> {
     let options = PushImageOptionsBuilder::default().tag(tag).build();
-    let mut stream = docker.push_image(repo, Some(options), None);
+    // The services' registry takes only tokens Slipway issues: a push credential for `bench-raw/…`.
+    let host = repo.split('/').next().unwrap_or_default();
+    let credentials = match slipway_engine::registry_auth::TokenIssuer::from_env(host)? {
+        Some(issuer) => {
+            let subject = slipway_engine::registry_auth::issuer::project_subject("bench-raw");
+            let grant = slipway_engine::registry_auth::Grant::project("bench-raw", &[]);
+            let (username, password) = issuer.credential(&subject, grant, slipway_engine::registry_auth::issuer::CREDENTIAL_TTL)?;
+            Some(bollard::auth::DockerCredentials { username: Some(username), password: Some(password), serveraddress: Some(host.to_string()), ..Default::default() })
+        }
+        None => None,
+    };
+    let mut stream = docker.push_image(repo, Some(options), credentials);
     while let Some(item) = stream.next().await {
         let info = item?;
         if let Some(e) = info.error_detail.and_then(|d| d.message) {

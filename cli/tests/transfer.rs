@@ -82,6 +82,7 @@ async fn the_cli_exports_a_build_to_a_file_and_imports_it_into_another_project(p
     let mut state = AppState::for_tests(leptos, store.clone());
     state.docker = Some(docker.clone());
     state.registry = Some(registry());
+    state.registry_tokens = slipway_engine::registry_auth::TokenIssuer::from_env(&registry()).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let router = app(state);

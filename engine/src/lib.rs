@@ -13,6 +13,7 @@ pub mod isolation;
 pub mod logstream;
 pub mod pipeline;
 pub mod registries;
+pub mod registry_auth;
 pub mod release;
 pub mod secrets;
 pub mod store;

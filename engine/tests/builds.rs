@@ -21,6 +21,16 @@ use slipway_model::status::BuildRunStatus;
 use slipway_model::{AppError, ErrorCode};
 use sqlx::PgPool;
 
+/// A target that may read `name`'s project from the test registry (with a
+/// pull-only token when the registry authenticates with Slipway's tokens).
+fn reader(host: &str, name: &str) -> RegistryTarget {
+    let slug = name.split('/').next().unwrap_or_default();
+    match slipway_engine::registry_auth::TokenIssuer::from_env(host).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY") {
+        Some(issuer) => issuer.pull_target(host, slug).expect("a pull credential"),
+        None => RegistryTarget::new(host),
+    }
+}
+
 fn registry() -> String {
     std::env::var("SLIPWAY_REGISTRY").expect("SLIPWAY_REGISTRY names the test registry (run the tests with `cargo xtask test`)")
 }
@@ -151,7 +161,7 @@ async fn multi_service_build_records_the_registry_digests(pool: PgPool) {
         let tag = format!("sha-{}", &d.spec.git_sha[..12]);
         assert_eq!(a.image_ref, format!("{host}/{}/{}:{tag}", fx.project.slug, a.service_name));
         let name = format!("{}/{}", fx.project.slug, a.service_name);
-        let remote = remote_digest(&host, &name, &tag, &RegistryTarget::new(host.clone())).await.unwrap();
+        let remote = remote_digest(&host, &name, &tag, &reader(&host, &name)).await.unwrap();
         assert_eq!(remote.as_deref(), Some(a.digest.as_str()), "artifact digest must be the registry's");
         assert_eq!(a.platforms, ["linux/amd64"]);
     }
@@ -442,7 +452,12 @@ async fn a_run_longer_than_its_lease_keeps_it_by_heartbeats(pool: PgPool) {
 
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
 async fn build_auth_and_secret_values_never_reach_the_stored_log(pool: PgPool) {
-    let host = registry();
+    // A registry of its own that takes any credentials: the test registry
+    // refuses credentials it did not issue (and a namespace of another project).
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", slipway_engine::embedded::free_port().unwrap()).parse().unwrap();
+    let mut byo = slipway_engine::embedded::EmbeddedRegistry::start(dir.path(), addr, None).await.unwrap();
+    let host = byo.addr.to_string();
     let manifest = format!(
         "registry:\n  host: {host}\n  namespace: byo\n  auth:\n    username_secret: REG_USER\n    token_secret: REG_TOKEN\nservices:\n  api:\n    build: api\n"
     );
@@ -474,6 +489,7 @@ async fn build_auth_and_secret_values_never_reach_the_stored_log(pool: PgPool) {
     assert!(all.iter().all(|(l,)| !l.contains("tok-9f8e7d6c5b4a")));
     let run_json = serde_json::to_string(&fx.store.get_build(&d.spec.id).await.unwrap()).unwrap();
     assert!(!run_json.contains("tok-9f8e7d6c5b4a"));
+    byo.stop().await;
 }
 
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
@@ -531,14 +547,21 @@ async fn same_idempotency_key_returns_the_same_build(pool: PgPool) {
 
 /// The image config (JSON) behind a manifest digest, read from the registry.
 fn image_config(host: &str, name: &str, digest: &str) -> serde_json::Value {
-    let manifest: serde_json::Value = ureq::get(&format!("http://{host}/v2/{name}/manifests/{digest}"))
-        .set("Accept", "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json")
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap();
+    // With a pull token for `name` when the registry authenticates with Slipway's tokens.
+    let bearer = slipway_engine::registry_auth::TokenIssuer::from_env(host).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY").map(|issuer| {
+        let access = vec![slipway_engine::registry_auth::ResourceActions { resource_type: "repository".into(), name: name.into(), actions: vec!["pull".into()] }];
+        format!("Bearer {}", issuer.registry_token("test", access, chrono::Utc::now().timestamp(), 300).unwrap())
+    });
+    let get = |url: String| {
+        let req = ureq::get(&url).set("Accept", "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json");
+        match &bearer {
+            Some(b) => req.set("Authorization", b),
+            None => req,
+        }
+    };
+    let manifest: serde_json::Value = get(format!("http://{host}/v2/{name}/manifests/{digest}")).call().unwrap().into_json().unwrap();
     let config = manifest["config"]["digest"].as_str().expect("a config digest").to_string();
-    ureq::get(&format!("http://{host}/v2/{name}/blobs/{config}")).call().unwrap().into_json().unwrap()
+    get(format!("http://{host}/v2/{name}/blobs/{config}")).call().unwrap().into_json().unwrap()
 }
 
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
@@ -592,7 +615,7 @@ async fn concurrent_builds_of_one_commit_each_record_their_own_image(pool: PgPoo
         }
         // The human tag names this run's image, and differs per input.
         let tag = a.image_ref.rsplit_once(':').unwrap().1.to_string();
-        let remote = remote_digest(&host, &name, &tag, &RegistryTarget::new(host.clone())).await.unwrap();
+        let remote = remote_digest(&host, &name, &tag, &reader(&host, &name)).await.unwrap();
         assert_eq!(remote.as_deref(), Some(a.digest.as_str()), "tag {tag} of build N={n}");
         digests.insert(a.digest.clone());
         tags.insert(tag);
@@ -758,20 +781,26 @@ async fn managed_build_args_carry_the_build_id_sha_manifest_generation_developme
 async fn the_manifests_image_names_the_repository_and_the_version_input_is_the_tag(pool: PgPool) {
     let host = registry();
     let files = vec![
-        (".slipway/manifest.yaml", format!("services:\n  web:\n    image: {host}/acme-team/storefront\n    build: web\n")),
+        (".slipway/manifest.yaml", "services:\n  web:\n    build: web\n".to_string()),
         ("web/Dockerfile", "FROM scratch\nCOPY index.html /index.html\n".to_string()),
         ("web/index.html", format!("{}\n", slipway_model::id::new_id("n"))),
     ];
     let fx = fixture(pool, &files, |_| {}).await;
+    // On Slipway's registry a project's images live under its own namespace
+    // (its token pushes nowhere else); within it, `image` names the repository.
+    let slug = fx.project.slug.clone();
+    std::fs::write(fx._repo.path().join(".slipway/manifest.yaml"), format!("services:\n  web:\n    image: {host}/{slug}/storefront\n    build: web\n")).unwrap();
+    git(fx._repo.path(), &["commit", "-q", "-am", "name the image"]);
     let d = fx.build_once(|b| b.inputs = Some(serde_json::json!({ "version": "2.4.1" }))).await;
     assert_eq!(d.runs[0].status, BuildRunStatus::Completed, "{:?}", d.runs[0].error_message);
     let a = &d.artifacts[0];
-    assert_eq!(a.image_ref, format!("{host}/acme-team/storefront:2.4.1"));
-    let remote = remote_digest(&host, "acme-team/storefront", "2.4.1", &RegistryTarget::new(host.clone())).await.unwrap();
+    assert_eq!(a.image_ref, format!("{host}/{slug}/storefront:2.4.1"));
+    let name = format!("{slug}/storefront");
+    let remote = remote_digest(&host, &name, "2.4.1", &reader(&host, &name)).await.unwrap();
     assert_eq!(remote.as_deref(), Some(a.digest.as_str()), "the registry's 2.4.1 is this build's image");
     // Without a version: the commit's tag, in the same repository.
     let plain = fx.build_once(|b| b.force_rebuild = true).await;
-    assert_eq!(plain.artifacts[0].image_ref, format!("{host}/acme-team/storefront:sha-{}", &plain.spec.git_sha[..12]));
+    assert_eq!(plain.artifacts[0].image_ref, format!("{host}/{slug}/storefront:sha-{}", &plain.spec.git_sha[..12]));
 }
 
 /// README: "Plain HTTP only for loopback hosts" (or listed ones). `127.1`
@@ -921,7 +950,12 @@ async fn a_registry_taken_off_the_list_before_the_run_gets_no_credentials_and_th
 
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
 async fn build_auth_reaches_a_secret_mount_but_not_the_image_history_config_or_export(pool: PgPool) {
-    let host = registry();
+    // A registry of its own that takes any credentials: the test registry
+    // refuses credentials it did not issue (and a namespace of another project).
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", slipway_engine::embedded::free_port().unwrap()).parse().unwrap();
+    let mut byo = slipway_engine::embedded::EmbeddedRegistry::start(dir.path(), addr, None).await.unwrap();
+    let host = byo.addr.to_string();
     let manifest = format!(
         "registry:\n  host: {host}\n  namespace: byo\n  auth:\n    username_secret: REG_USER\n    token_secret: REG_TOKEN\nservices:\n  api:\n    build: api\n"
     );
@@ -966,12 +1000,13 @@ async fn build_auth_reaches_a_secret_mount_but_not_the_image_history_config_or_e
     for (what, text) in [("history", &history), ("config", &config)] {
         assert!(!text.contains(password) && !text.contains("robot-user"), "the credentials are in the image {what}: {text}");
     }
-    let export = slipway_engine::build::transfer::export_build(&fx.store, &docker, &d.spec.id).await.unwrap();
+    let export = slipway_engine::build::transfer::export_build(&fx.store, &docker, &d.spec.id, None).await.unwrap();
     let archive = export.into_bytes().await.unwrap();
     let mut unpacked = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&archive[..]), &mut unpacked).unwrap();
     assert!(unpacked.len() > 1024, "the export holds the image");
     assert!(!unpacked.windows(password.len()).any(|w| w == password.as_bytes()), "the credentials are in the export archive");
+    byo.stop().await;
 }
 
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
@@ -1045,7 +1080,11 @@ async fn registry_with_realm(upstream: String, realm: String) -> String {
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
 async fn a_registry_pointing_its_token_realm_at_an_internal_address_gets_no_credentials(pool: PgPool) {
     let internal = Trap::start().await;
-    let host = registry_with_realm(registry(), format!("http://{}/token", internal.host)).await;
+    // In front of a registry that takes any credentials (the test registry takes only Slipway's tokens).
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", slipway_engine::embedded::free_port().unwrap()).parse().unwrap();
+    let mut upstream = slipway_engine::embedded::EmbeddedRegistry::start(dir.path(), addr, None).await.unwrap();
+    let host = registry_with_realm(upstream.addr.to_string(), format!("http://{}/token", internal.host)).await;
     let manifest = format!(
         "registry:\n  host: {host}\n  auth:\n    username_secret: REG_USER\n    token_secret: REG_TOKEN\nservices:\n  api:\n    build: api\n"
     );
@@ -1064,4 +1103,5 @@ async fn a_registry_pointing_its_token_realm_at_an_internal_address_gets_no_cred
     assert!(message.contains("refused") && message.contains("not https"), "{message}");
     assert!(d.artifacts.is_empty(), "no artifact recorded");
     assert_eq!(internal.hits(), 0, "the internal address was sent the credentials");
+    upstream.stop().await;
 }

@@ -6,14 +6,14 @@
 mod support;
 
 use slipway_engine::build::diagnose::diagnose;
-use slipway_engine::build::registry::{remote_digest, RegistryTarget};
+use slipway_engine::build::registry::remote_digest;
 use slipway_engine::embedded::BASE_IMAGE;
 use slipway_model::base_image::NewAllowedImage;
 use slipway_model::build::BuildDetail;
 use slipway_model::project::Project;
 use slipway_model::status::{BuildRunStatus, ErrorClass};
 use sqlx::PgPool;
-use support::{nonce, registry, Builds};
+use support::{nonce, reader, registry, Builds};
 
 /// Project B's image, holding a file only B should be able to read.
 async fn victim(w: &mut Builds, secret: &str) -> (Project, String, String) {
@@ -34,7 +34,8 @@ async fn registry_digest(image_ref: &str) -> Option<String> {
     let host = registry();
     let rest = image_ref.strip_prefix(&format!("{host}/")).expect("an image of the test registry");
     let (name, tag) = rest.rsplit_once(':').expect("a tag");
-    remote_digest(&host, name, tag, &RegistryTarget::new(host.clone())).await.expect("registry answers")
+    let slug = name.split('/').next().unwrap_or_default();
+    remote_digest(&host, name, tag, &reader(slug)).await.expect("registry answers")
 }
 
 async fn build_phase_lines(w: &Builds, run_id: &str) -> i64 {
@@ -140,4 +141,113 @@ async fn the_embedded_base_image_scratch_and_stages_are_allowed_by_default(pool:
     let p = w.project("plain", &files).await;
     let d = w.build(&p).await;
     assert_eq!(d.runs[0].status, BuildRunStatus::Completed, "{:?}", d.runs[0].error_message);
+}
+
+/// Pulls `image` through the engine with `credentials`; the engine's error text on failure.
+async fn engine_pull(w: &Builds, image: &str, credentials: Option<bollard::auth::DockerCredentials>) -> Result<(), String> {
+    use futures::StreamExt;
+    let (repo, tag) = image.rsplit_once(':').unwrap();
+    let options = bollard::query_parameters::CreateImageOptions { from_image: Some(repo.to_string()), tag: Some(tag.to_string()), ..Default::default() };
+    let mut stream = w.docker.create_image(Some(options), None, credentials);
+    while let Some(item) = stream.next().await {
+        item.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Pushes `repo:tag` (already tagged locally) through the engine with `credentials`.
+async fn engine_push(w: &Builds, repo: &str, tag: &str, credentials: Option<bollard::auth::DockerCredentials>) -> Result<(), String> {
+    use futures::StreamExt;
+    let options = bollard::query_parameters::PushImageOptionsBuilder::default().tag(tag).build();
+    let mut stream = w.docker.push_image(repo, Some(options), credentials);
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| e.to_string())?;
+        if let Some(e) = info.error_detail.and_then(|d| d.message) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn engine_credentials((username, password): (String, String)) -> Option<bollard::auth::DockerCredentials> {
+    Some(bollard::auth::DockerCredentials { username: Some(username), password: Some(password), serveraddress: Some(registry()), ..Default::default() })
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn anonymous_pulls_and_pushes_and_another_projects_token_are_refused_by_the_registry(pool: PgPool) {
+    let mut w = Builds::new(pool).await;
+    let issuer = support::tokens().expect("the test registry authenticates with Slipway's tokens (SLIPWAY_REGISTRY_TOKEN_KEY)");
+    let (b, image, digest) = victim(&mut w, &format!("b-{}", nonce())).await;
+    let a = w.project("attacker", &[(".slipway/manifest.yaml", "services:\n  api:\n    build: api\n".to_string())]).await;
+    let (repo, _) = image.rsplit_once(':').unwrap();
+    // Something to push over B's tag: the base image, tagged into B's repository.
+    let evil_tag = format!("evil-{}", nonce());
+    w.docker
+        .tag_image(BASE_IMAGE, Some(bollard::query_parameters::TagImageOptionsBuilder::default().repo(repo).tag(&evil_tag).build()))
+        .await
+        .unwrap();
+    let overwrite = image.rsplit_once(':').unwrap().1.to_string();
+    w.docker
+        .tag_image(BASE_IMAGE, Some(bollard::query_parameters::TagImageOptionsBuilder::default().repo(repo).tag(&overwrite).build()))
+        .await
+        .unwrap();
+
+    // Anonymous: refused both ways.
+    let err = engine_pull(&w, &image, None).await.expect_err("an anonymous pull");
+    assert!(err.contains("unauthorized") || err.contains("authentication required") || err.contains("denied"), "{err}");
+    let err = engine_push(&w, repo, &evil_tag, None).await.expect_err("an anonymous push");
+    assert!(err.contains("unauthorized") || err.contains("authentication required") || err.contains("denied"), "{err}");
+    let err = engine_push(&w, repo, &overwrite, None).await.expect_err("an anonymous push over B's tag");
+    assert!(err.contains("unauthorized") || err.contains("authentication required") || err.contains("denied"), "{err}");
+
+    // Project A's credential: its own repositories only.
+    let a_credential = issuer.project_credential(&w.store, &a.id, &a.slug).await.unwrap();
+    assert!(engine_pull(&w, &image, engine_credentials(a_credential.clone())).await.is_err(), "A pulled B's image");
+    assert!(engine_push(&w, repo, &overwrite, engine_credentials(a_credential.clone())).await.is_err(), "A pushed over B's tag");
+    assert!(engine_push(&w, repo, &evil_tag, engine_credentials(a_credential)).await.is_err(), "A pushed into B's repository");
+
+    // Nothing changed in B's repository.
+    assert_eq!(registry_digest(&image).await.as_deref(), Some(digest.as_str()));
+    let name = repo.strip_prefix(&format!("{}/", registry())).unwrap();
+    assert_eq!(remote_digest(&registry(), name, &evil_tag, &reader(&b.slug)).await.unwrap(), None);
+
+    // B's own credential pulls it; so does A's once an administrator shares the repository with A.
+    let b_credential = issuer.project_credential(&w.store, &b.id, &b.slug).await.unwrap();
+    engine_pull(&w, &image, engine_credentials(b_credential)).await.expect("B pulls its own image");
+    w.store
+        .add_allowed_image(&NewAllowedImage { pattern: repo.to_string(), project: Some(a.slug.clone()) }, None)
+        .await
+        .unwrap();
+    let shared = issuer.project_credential(&w.store, &a.id, &a.slug).await.unwrap();
+    engine_pull(&w, &image, engine_credentials(shared.clone())).await.expect("A pulls the image shared with it");
+    assert!(engine_push(&w, repo, &evil_tag, engine_credentials(shared)).await.is_err(), "sharing grants pull only");
+    for t in [&evil_tag, &overwrite] {
+        let _ = w.docker.remove_image(&format!("{repo}:{t}"), None::<bollard::query_parameters::RemoveImageOptions>, None).await;
+    }
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_build_naming_another_projects_repository_as_its_image_cannot_push_over_it(pool: PgPool) {
+    let mut w = Builds::new(pool).await;
+    support::tokens().expect("the test registry authenticates with Slipway's tokens (SLIPWAY_REGISTRY_TOKEN_KEY)");
+    let (_b, image, digest) = victim(&mut w, &format!("b-{}", nonce())).await;
+    let (repo, _) = image.rsplit_once(':').unwrap();
+    let files = vec![
+        (".slipway/manifest.yaml", format!("services:\n  api:\n    image: {repo}\n    build: api\n")),
+        ("api/Dockerfile", "FROM scratch\nCOPY evil.txt /secret.txt\n".to_string()),
+        ("api/evil.txt", "overwritten\n".to_string()),
+    ];
+    let a = w.project("pusher", &files).await;
+    let d = w.build(&a).await;
+    let run = &d.runs[0];
+    assert_eq!(run.status, BuildRunStatus::Failed, "{:?}", run.error_message);
+    assert_eq!(run.error_code.as_deref(), Some("auth_error"), "{:?}", run.error_message);
+    let message = run.error_message.clone().unwrap_or_default();
+    assert!(message.contains(&format!("refused project {}'s token", a.slug)), "{message}");
+    assert!(d.artifacts.is_empty());
+    // B's image is untouched.
+    assert_eq!(registry_digest(&image).await.as_deref(), Some(digest.as_str()));
+    let diagnosis = diagnose(&w.store, &d.spec.id).await.unwrap().failure.expect("a failure diagnosis");
+    assert_eq!(diagnosis.class, ErrorClass::AuthError);
+    assert!(diagnosis.hint.contains(&format!("push only to {}/{}/", registry(), a.slug)), "{}", diagnosis.hint);
 }

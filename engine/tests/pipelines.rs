@@ -141,7 +141,8 @@ async fn fixture(pool: PgPool, api_extra: &str) -> Fixture {
     let shutdown = CancellationToken::new();
     runner.start(shutdown.clone());
     let labels = BTreeMap::from([("dev.slipway.test".to_string(), "pipelines".to_string())]);
-    let target = Arc::new(LocalDockerTarget::new(docker.clone()).with_labels(labels).with_settle(Duration::from_millis(500)));
+    let target = Arc::new(LocalDockerTarget::new(docker.clone())
+        .with_registry_tokens(slipway_engine::registry_auth::TokenIssuer::from_env(&registry()).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY")).with_labels(labels).with_settle(Duration::from_millis(500)));
     let guard = ContainerGuard(project.id.clone());
     Fixture { store, docker, target, project, sha, hash, shutdown, _repo: repo, _work: work, _guard: guard }
 }

@@ -123,7 +123,8 @@ async fn fixture(pool: PgPool) -> Fixture {
     config.heartbeat = Duration::from_millis(200);
     let runner = Runner::new(store.clone(), docker.clone(), Arc::new(BuildKitBackend::new(docker.clone())), None, config);
     let labels = BTreeMap::from([("dev.slipway.test".to_string(), "releases".to_string())]);
-    let target = LocalDockerTarget::new(docker.clone()).with_labels(labels);
+    let target = LocalDockerTarget::new(docker.clone())
+        .with_registry_tokens(slipway_engine::registry_auth::TokenIssuer::from_env(&registry()).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY")).with_labels(labels);
     let guard = ContainerGuard(project.id.clone());
     Fixture { store, docker, runner, target, project, repo, _work: work, _guard: guard }
 }

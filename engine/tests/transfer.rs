@@ -26,6 +26,21 @@ use slipway_model::status::BuildRunStatus;
 use slipway_model::{AppError, ErrorCode};
 use sqlx::PgPool;
 
+/// The issuer of the test registry's tokens (`SLIPWAY_REGISTRY_TOKEN_KEY`), if it has one.
+fn tokens() -> Option<slipway_engine::registry_auth::TokenIssuer> {
+    slipway_engine::registry_auth::TokenIssuer::from_env(&registry()).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY")
+}
+
+/// A target that may read `name`'s project from the test registry (with a
+/// pull-only token when the registry authenticates with Slipway's tokens).
+fn reader(host: &str, name: &str) -> RegistryTarget {
+    let slug = name.split('/').next().unwrap_or_default();
+    match slipway_engine::registry_auth::TokenIssuer::from_env(host).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY") {
+        Some(issuer) => issuer.pull_target(host, slug).expect("a pull credential"),
+        None => RegistryTarget::new(host),
+    }
+}
+
 fn registry() -> String {
     std::env::var("SLIPWAY_REGISTRY").expect("SLIPWAY_REGISTRY names the test registry (run the tests with `cargo xtask test`)")
 }
@@ -129,7 +144,7 @@ async fn export_then_import_into_another_project_creates_a_release_with_identica
         remove_image(&docker, &id).await;
         image_ids.push((a.service_name.clone(), id));
     }
-    let export = transfer::export_build(&store, &docker, &built.spec.id).await.unwrap();
+    let export = transfer::export_build(&store, &docker, &built.spec.id, tokens().as_ref()).await.unwrap();
     assert_eq!(export.file_name, format!("{}.tgz", built.spec.id));
     let size = export.size_bytes;
     let tgz = export.into_bytes().await.unwrap();
@@ -152,7 +167,7 @@ async fn export_then_import_into_another_project_creates_a_release_with_identica
     for (_, id) in &image_ids {
         remove_image(&docker, id).await;
     }
-    let imported = transfer::import_build(&store, &docker, &target.slug, tgz.clone(), Some(&registry()), None).await.unwrap();
+    let imported = transfer::import_build(&store, &docker, &target.slug, tgz.clone(), Some(&registry()), tokens().as_ref(), None).await.unwrap();
     let rel = &imported.release;
     let b = &imported.build;
 
@@ -173,7 +188,7 @@ async fn export_then_import_into_another_project_creates_a_release_with_identica
         let tag = format!("sha-{}", &built.spec.git_sha[..12]);
         assert_eq!(a.image_ref, format!("{host}/{}/{}:{tag}", target.slug, a.service_name));
         let name = format!("{}/{}", target.slug, a.service_name);
-        let remote = remote_digest(&host, &name, &tag, &RegistryTarget::new(host.clone())).await.unwrap();
+        let remote = remote_digest(&host, &name, &tag, &reader(&host, &name)).await.unwrap();
         assert_eq!(remote.as_deref(), Some(a.digest.as_str()));
         assert_eq!(a.digest, built_digests[&a.service_name]);
     }
@@ -181,14 +196,14 @@ async fn export_then_import_into_another_project_creates_a_release_with_identica
     assert_eq!(page.items.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [rel.id.as_str()]);
 
     // A second import of the same archive is a new build and a new release with the same digests.
-    let again = transfer::import_build(&store, &docker, &target.slug, tgz, Some(&registry()), None).await.unwrap();
+    let again = transfer::import_build(&store, &docker, &target.slug, tgz, Some(&registry()), tokens().as_ref(), None).await.unwrap();
     assert_ne!(again.build.spec.id, b.spec.id);
     assert_ne!(again.release.tag, rel.tag);
     assert_eq!(again.release.image_digests, built_digests);
 
     // Bad archives are refused with a reason, before anything is recorded.
     let err: AppError =
-        transfer::import_build(&store, &docker, &target.slug, bytes::Bytes::from_static(b"not a tgz"), Some(&host), None).await.unwrap_err().into();
+        transfer::import_build(&store, &docker, &target.slug, bytes::Bytes::from_static(b"not a tgz"), Some(&host), tokens().as_ref(), None).await.unwrap_err().into();
     assert_eq!(err.code, ErrorCode::InvalidInput);
     let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM build_specs WHERE project_id = $1").bind(&target.id).fetch_one(store.pool()).await.unwrap();
     assert_eq!(count, 2);
@@ -197,6 +212,6 @@ async fn export_then_import_into_another_project_creates_a_release_with_identica
     let pending = create_build(&store, &NewBuild { project: source.slug.clone(), run: false, force_rebuild: true, idempotency_key: Some("x".into()), ..Default::default() }, None)
         .await
         .unwrap();
-    let err: AppError = transfer::export_build(&store, &docker, &pending.spec.id).await.unwrap_err().into();
+    let err: AppError = transfer::export_build(&store, &docker, &pending.spec.id, tokens().as_ref()).await.unwrap_err().into();
     assert_eq!(err.code, ErrorCode::Conflict, "{err:?}");
 }

@@ -66,6 +66,14 @@ pub struct Common {
     #[arg(long, env = "SLIPWAY_REGISTRY", global = true)]
     pub registry: Option<String>,
 
+    /// The key that signs registry tokens (PEM PKCS#8 ECDSA P-256, mode 0600),
+    /// created on first start. Defaults to `registry-token.key` in the data
+    /// directory for the embedded registry; for a registry set with
+    /// --registry, tokens are only used when this is given (the registry of
+    /// another Slipway process, e.g. the test services).
+    #[arg(long, env = "SLIPWAY_REGISTRY_TOKEN_KEY", global = true)]
+    pub registry_token_key: Option<PathBuf>,
+
     /// Address of the embedded registry (loopback only).
     #[arg(long, env = "SLIPWAY_REGISTRY_ADDR", default_value = "127.0.0.1:5000", global = true)]
     pub registry_addr: SocketAddr,

@@ -33,6 +33,10 @@ pub struct AppState {
     pub log_hub: slipway_engine::logstream::LogHub,
     /// Encrypts project secrets (`None`: secrets cannot be set).
     pub secrets: Option<std::sync::Arc<slipway_engine::secrets::SecretBox>>,
+    /// Issues the tokens of Slipway's registry (`None`: the registry does
+    /// not authenticate with Slipway's tokens). Serves the realm and signs
+    /// the credentials of imports and exports.
+    pub registry_tokens: Option<slipway_engine::registry_auth::TokenIssuer>,
     /// Wakes the deploy executor (None: this process runs no deployments).
     pub deploy_kick: Option<std::sync::Arc<tokio::sync::Notify>>,
     /// Client address, cookie security and per-process limits.
@@ -60,6 +64,7 @@ impl AppState {
             docker: None,
             docker_endpoint: "not connected".into(),
             registry: None,
+            registry_tokens: None,
             deploy_kick: None,
             edge: Default::default(),
             secrets: Some(secrets),
@@ -87,6 +92,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/builds/{build}/logs", get(crate::ws::log_page))
         .route("/builds/{build}/logs.txt", get(crate::ws::log_text))
         .route("/builds/{build}/export", get(crate::transfer::export))
+        .route(crate::realm::PATH, get(crate::realm::token_get).post(crate::realm::token_post))
         .leptos_routes_with_context(&state, routes, move || provide_context(page_ctx.clone()), move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         // Every body but an import's is read into memory, so it is bounded.

@@ -6,6 +6,7 @@ mod authz;
 pub mod config;
 pub mod edge;
 mod http;
+pub mod realm;
 mod startup;
 mod transfer;
 mod ws;

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
 use leptos::config::LeptosOptions;
-use slipway_engine::embedded::{self, DockerEngine, EmbeddedPostgres, EmbeddedRegistry};
+use slipway_engine::embedded::{self, DockerEngine, EmbeddedPostgres, EmbeddedRegistry, RegistryTokenAuth};
+use slipway_engine::registry_auth::{SigningKey, TokenIssuer};
 use slipway_engine::build::buildkit::BuildKitBackend;
 use slipway_engine::build::legacy::LegacyBackend;
 use slipway_engine::build::runner::{Runner, RunnerConfig};
@@ -51,22 +52,46 @@ fn prepare_data_dir(common: &Common) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Docker engine, registry and base image, in that order.
-async fn start_engine_and_registry(common: &Common, data_dir: &Path, started: &mut Started) -> anyhow::Result<Option<String>> {
+/// The registry builds push to, and the issuer of its tokens when it
+/// authenticates with Slipway's.
+#[derive(Default)]
+struct Registry {
+    host: Option<String>,
+    tokens: Option<TokenIssuer>,
+}
+
+/// The realm URL dockerd reaches this process's `/internal/registry/token` at.
+fn realm_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => std::net::IpAddr::from([127, 0, 0, 1]),
+        ip if ip.is_unspecified() => std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}{}", SocketAddr::new(ip, addr.port()), crate::realm::PATH)
+}
+
+/// Docker engine, registry and base image, in that order. The embedded
+/// registry authenticates with tokens Slipway signs, handed out at `realm`.
+async fn start_engine_and_registry(common: &Common, data_dir: &Path, started: &mut Started, realm: &str) -> anyhow::Result<Registry> {
     let engine = embedded::connect_or_start_docker(data_dir, common.start_docker).await?;
     embedded::ensure_base_image(&engine.docker).await?;
     started.docker = Some(engine);
     let registry = match common.registry.as_deref() {
         Some("none") => {
             tracing::info!("registry disabled (SLIPWAY_REGISTRY=none): builds will not be pushed");
-            None
+            Registry::default()
         }
         Some(host) => {
             match embedded::probe_registry(host) {
                 Ok(v) => tracing::info!(registry = host, api = %v, "using the configured registry"),
                 Err(e) => tracing::warn!(registry = host, error = %e, "the configured registry does not answer yet"),
             }
-            Some(host.to_string())
+            // Tokens only when told whose key signs them (a registry another Slipway process runs).
+            let tokens = match &common.registry_token_key {
+                Some(path) => Some(TokenIssuer::new(SigningKey::load_or_create(path)?, host)),
+                None => None,
+            };
+            Registry { host: Some(host.to_string()), tokens }
         }
         None => {
             if !common.registry_addr.ip().is_loopback() {
@@ -75,10 +100,14 @@ async fn start_engine_and_registry(common: &Common, data_dir: &Path, started: &m
                     common.registry_addr
                 ));
             }
-            let registry = EmbeddedRegistry::start(data_dir, common.registry_addr).await?;
+            let key_path = common.registry_token_key.clone().unwrap_or_else(|| TokenIssuer::default_key_path(data_dir));
+            let key = SigningKey::load_or_create(&key_path)?;
+            let auth = RegistryTokenAuth { realm: realm.to_string(), certificate_pem: key.certificate_pem()? };
+            let registry = EmbeddedRegistry::start(data_dir, common.registry_addr, Some(&auth)).await?;
             let host = registry.addr.to_string();
             started.registry = Some(registry);
-            Some(host)
+            tracing::info!(realm, key = %key_path.display(), "the registry refuses anonymous access; Slipway issues its tokens");
+            Registry { tokens: Some(TokenIssuer::new(key, &host)), host: Some(host) }
         }
     };
     Ok(registry)
@@ -151,7 +180,7 @@ async fn serve_inner(
     store.migrate().await.context("applying database migrations")?;
     tracing::info!("database ready, migrations applied");
 
-    let registry = start_engine_and_registry(common, data_dir, started).await?;
+    let Registry { host: registry, tokens: registry_tokens } = start_engine_and_registry(common, data_dir, started, &realm_url(serve.addr)).await?;
     let (docker, docker_endpoint) = match &started.docker {
         Some(e) => (Some(e.docker.clone()), e.endpoint.clone()),
         None => (None, "not connected".to_string()),
@@ -166,7 +195,7 @@ async fn serve_inner(
     // Git reads a project's credential from its secrets wherever it runs.
     let store = store.with_secrets(secrets.clone());
     let worker = match (&docker, serve.build_worker) {
-        (Some(docker), true) => Some(start_build_worker(serve, data_dir, &store, docker.clone(), registry.clone(), secrets.clone(), shutdown.clone())?),
+        (Some(docker), true) => Some(start_build_worker(serve, data_dir, &store, docker.clone(), registry.clone(), registry_tokens.clone(), secrets.clone(), shutdown.clone())?),
         _ => None,
     };
 
@@ -185,11 +214,11 @@ async fn serve_inner(
             serve.addr
         );
     }
-    let deploy_kick = docker.as_ref().map(|d| start_deploy_executor(store.clone(), d.clone(), shutdown.clone()));
+    let deploy_kick = docker.as_ref().map(|d| start_deploy_executor(store.clone(), d.clone(), registry_tokens.clone(), shutdown.clone()));
     // Pipeline runs (build → release → deploy) are driven in the background, one driver per run across processes.
-    let pipelines = docker.as_ref().map(|d| slipway_engine::pipeline::spawn_driver(store.clone(), Arc::new(slipway_engine::release::LocalDockerTarget::new(d.clone())), shutdown.clone()));
+    let pipelines = docker.as_ref().map(|d| slipway_engine::pipeline::spawn_driver(store.clone(), Arc::new(slipway_engine::release::LocalDockerTarget::new(d.clone()).with_registry_tokens(registry_tokens.clone())), shutdown.clone()));
     let edge = Arc::new(crate::edge::Edge::new(trusted_proxy_header(serve)?, serve.force_secure_cookie, Default::default()));
-    let state = AppState { leptos, store, docker, docker_endpoint, registry, log_hub: log_hub.clone(), secrets: Some(secrets), deploy_kick, edge };
+    let state = AppState { leptos, store, docker, docker_endpoint, registry, registry_tokens, log_hub: log_hub.clone(), secrets: Some(secrets), deploy_kick, edge };
     let router = app(state);
     let listener = tokio::net::TcpListener::from_std(listener)?;
     tracing::info!(url = %format!("http://{}", serve.addr), "Slipway is serving the dashboard");
@@ -214,6 +243,7 @@ fn start_build_worker(
     store: &Store,
     docker: bollard::Docker,
     registry: Option<String>,
+    registry_tokens: Option<TokenIssuer>,
     secrets: Arc<SecretBox>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
@@ -222,6 +252,7 @@ fn start_build_worker(
         _ => Arc::new(BuildKitBackend::new(docker.clone())),
     };
     let mut config = RunnerConfig::new(data_dir.join("work"), registry);
+    config.registry_tokens = registry_tokens;
     config.concurrency = serve.build_concurrency.max(1);
     config.reuse = serve.build_reuse;
     config.default_timeout = std::time::Duration::from_secs(serve.build_timeout.max(1));
@@ -244,13 +275,29 @@ pub async fn run_services(common: Common) -> anyhow::Result<()> {
                 url
             }
         };
-        let registry = start_engine_and_registry(&common, &data_dir, &mut started).await?;
+        // The registry's realm: a token endpoint served by this process, so
+        // builds and tests (routers on random ports, or none) can push.
+        let realm_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let realm = realm_url(realm_listener.local_addr()?);
+        let registry = start_engine_and_registry(&common, &data_dir, &mut started, &realm).await?;
+        let key_path = common.registry_token_key.clone().unwrap_or_else(|| TokenIssuer::default_key_path(&data_dir));
+        if let Some(issuer) = registry.tokens.clone() {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(realm_listener, crate::realm::router(issuer)).await {
+                    tracing::error!(error = %e, "the registry token realm stopped");
+                }
+            });
+        }
         let mut out = std::io::stdout().lock();
         writeln!(out, "DATABASE_URL={database_url}")?;
         if let Some(engine) = &started.docker {
             writeln!(out, "SLIPWAY_DOCKER_ENDPOINT={}", engine.endpoint)?;
         }
-        writeln!(out, "SLIPWAY_REGISTRY={}", registry.unwrap_or_else(|| "none".into()))?;
+        if registry.tokens.is_some() {
+            // Where the key that signs the registry's tokens is: test processes mint their credentials with it.
+            writeln!(out, "SLIPWAY_REGISTRY_TOKEN_KEY={}", key_path.display())?;
+        }
+        writeln!(out, "SLIPWAY_REGISTRY={}", registry.host.unwrap_or_else(|| "none".into()))?;
         writeln!(out, "SLIPWAY_SERVICES_READY=1")?;
         out.flush()?;
         drop(out);
@@ -297,11 +344,11 @@ pub async fn run_admin_create(common: Common, serve: Serve, username: String) ->
 /// Runs deployments on the local Docker engine: whenever a request or an
 /// approval makes one runnable (woken through the returned notifier), and
 /// every 2 s for approved deployments whose wait timer has run out.
-fn start_deploy_executor(store: Store, docker: bollard::Docker, shutdown: CancellationToken) -> Arc<tokio::sync::Notify> {
+fn start_deploy_executor(store: Store, docker: bollard::Docker, registry_tokens: Option<TokenIssuer>, shutdown: CancellationToken) -> Arc<tokio::sync::Notify> {
     let kick = Arc::new(tokio::sync::Notify::new());
     let wake = kick.clone();
     tokio::spawn(async move {
-        let target = slipway_engine::release::LocalDockerTarget::new(docker);
+        let target = slipway_engine::release::LocalDockerTarget::new(docker).with_registry_tokens(registry_tokens);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,

@@ -65,7 +65,7 @@ pub async fn export(State(state): State<AppState>, caller: Caller, Path(build): 
     // Say what is wrong with the build before saying the engine is missing.
     transfer::exportable(&state.store, &build).await?;
     let docker = state.docker.as_ref().ok_or_else(no_engine)?;
-    let export = transfer::export_build(&state.store, docker, &build).await?;
+    let export = transfer::export_build(&state.store, docker, &build, state.registry_tokens.as_ref()).await?;
     audit(
         &state,
         principal,
@@ -147,7 +147,7 @@ async fn receive_and_import(
     let _ = tokio::fs::remove_file(&path).await;
     let docker = state.docker.as_ref().ok_or_else(no_engine)?;
     let imported: ImportedBuild =
-        transfer::import_archive(&state.store, docker, &target.id, &archive, state.registry.as_deref(), Some(&principal.user.id)).await?;
+        transfer::import_archive(&state.store, docker, &target.id, &archive, state.registry.as_deref(), state.registry_tokens.as_ref(), Some(&principal.user.id)).await?;
     audit(
         state,
         principal,

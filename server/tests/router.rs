@@ -39,6 +39,7 @@ async fn router_with(store: Store) -> Router {
     let leptos = LeptosOptions::builder().output_name("slipway").site_root("target/site").site_pkg_dir("pkg").build();
     let docker = bollard::Docker::connect_with_local_defaults().ok();
     let registry = std::env::var("SLIPWAY_REGISTRY").ok().filter(|r| r != "none");
+    let registry_tokens = registry.as_deref().and_then(|r| slipway_engine::registry_auth::TokenIssuer::from_env(r).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY"));
     app(AppState {
         leptos,
         log_hub: slipway_engine::logstream::LogHub::start(store.clone()),
@@ -46,6 +47,7 @@ async fn router_with(store: Store) -> Router {
         docker,
         docker_endpoint: "unix:///var/run/docker.sock".into(),
         registry,
+        registry_tokens,
         secrets: None,
         deploy_kick: None,
         edge: Default::default(),

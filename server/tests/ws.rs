@@ -77,6 +77,7 @@ impl Fixture {
             docker: None,
             docker_endpoint: "not connected".into(),
             registry: None,
+            registry_tokens: None,
             log_hub: self.hub.clone(),
             secrets: None,
             deploy_kick: None,

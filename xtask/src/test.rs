@@ -53,6 +53,7 @@ impl Services {
             .arg(format!("127.0.0.1:{registry_port}"))
             .env_remove("DATABASE_URL")
             .env_remove("SLIPWAY_REGISTRY")
+            .env_remove("SLIPWAY_REGISTRY_TOKEN_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
         step(&format!("starting test services: {}", show(&cmd)));
@@ -254,6 +255,10 @@ fn browser_tests(ctx: &Ctx, server: &Path, services: &Services, work: &Path, tot
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log);
+    // The services' registry takes tokens signed with this key.
+    if let Some(key) = services.get("SLIPWAY_REGISTRY_TOKEN_KEY") {
+        cmd.env("SLIPWAY_REGISTRY_TOKEN_KEY", key);
+    }
     let mut child = cmd.spawn().map_err(|e| format!("starting the server for browser tests: {e}"))?;
     let started = Instant::now();
     loop {

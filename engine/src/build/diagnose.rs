@@ -571,6 +571,13 @@ fn explain_class(class: ErrorClass, c: &Context<'_>, slug: &str) -> (String, Str
                 c.repo
             ),
         ),
+        ErrorClass::AuthError if c.message.starts_with("Slipway's registry") => (
+            c.message.split(" (").next().unwrap_or(c.message).to_string(),
+            format!(
+                "push only to {}/{slug}/… (remove an `image:` in {MANIFEST_PATH} that names another project's repository); to pull another project's image, ask an administrator to share it with `slipway base-images add <repository> --project {slug}`; {rerun}",
+                c.push_host.clone().unwrap_or_else(|| "the registry".into())
+            ),
+        ),
         ErrorClass::AuthError if c.message.contains("registries list") || c.message.contains("may receive only the secrets") => {
             let host = c.push_host.clone().unwrap_or_else(|| "the registry".into());
             (

@@ -203,7 +203,13 @@ fn has_token(text: &str, word: &str) -> bool {
 
 fn auth_failure(target: &RegistryTarget, detail: &str) -> BuildFailure {
     let detail = target.scrub(detail);
-    let message = if target.credentials.is_some() {
+    let slipway_token = target.credentials.as_ref().and_then(|(user, _)| user.strip_prefix(crate::registry_auth::issuer::PROJECT_SUBJECT_PREFIX));
+    let message = if let Some(slug) = slipway_token {
+        format!(
+            "Slipway's registry {} refused project {slug}'s token ({detail}): a project may push only to {}/{slug}/… and pull only its own images and those an administrator shared with it",
+            target.host, target.host
+        )
+    } else if target.credentials.is_some() {
         format!(
             "registry {} refused the credentials ({detail}): check the secrets named in auth.username_secret/auth.token_secret",
             target.host

@@ -47,6 +47,10 @@ pub struct RunnerConfig {
     pub default_registry: Option<String>,
     /// Name of this installation, given to builds as BUILD_RACK.
     pub instance_name: String,
+    /// Issues the credentials pushes to `default_registry` use, when that
+    /// registry authenticates with Slipway's tokens. [`RunnerConfig::new`]
+    /// takes it from `SLIPWAY_REGISTRY_TOKEN_KEY` when that is set.
+    pub registry_tokens: Option<crate::registry_auth::TokenIssuer>,
     /// Memory limit in bytes of each image build (`ImageBuild.memory`); `None` for none.
     /// Only the legacy backend enforces it on this engine.
     pub build_memory: Option<i64>,
@@ -65,6 +69,13 @@ impl RunnerConfig {
             reuse: true,
             max_attempts: 3,
             work_dir,
+            registry_tokens: default_registry.as_deref().and_then(|h| match crate::registry_auth::TokenIssuer::from_env(h) {
+                Ok(issuer) => issuer,
+                Err(e) => {
+                    tracing::warn!(error = %e, "SLIPWAY_REGISTRY_TOKEN_KEY is set but unusable; pushing without registry credentials");
+                    None
+                }
+            }),
             default_registry,
             instance_name: host,
             build_memory: None,
@@ -385,6 +396,21 @@ impl Runner {
         }
     }
 
+    /// A push of `repo` to Slipway's registry carries a fresh credential for
+    /// this project (push and pull on its own repositories only); other
+    /// targets keep their own credentials, and an image named on another
+    /// host never gets Slipway's.
+    async fn registry_credentials(&self, target: &RegistryTarget, repo: &str, project: &Project) -> Result<RegistryTarget, BuildFailure> {
+        let repo_host = repo.split('/').next().unwrap_or_default();
+        match &self.config.registry_tokens {
+            Some(issuer) if target.credentials.is_none() && issuer.covers(&target.host) && issuer.covers(repo_host) => {
+                let credentials = issuer.project_credential(&self.store, &project.id, &project.slug).await.map_err(internal)?;
+                Ok(RegistryTarget { credentials: Some(credentials), ..target.clone() })
+            }
+            _ => Ok(target.clone()),
+        }
+    }
+
     async fn phases(&self, ctx: RunCtx<'_>) -> Result<Option<String>, Stop> {
         let RunCtx { spec, project, manifest, plan, log, run_id, .. } = &ctx;
         let (spec, project, manifest, plan, log, run_id) = (*spec, *project, *manifest, *plan, *log, *run_id);
@@ -530,6 +556,7 @@ impl Runner {
         for (name, repo, image) in &built {
             let digest = match plan {
                 RegistryPlan::Push(target) => {
+                    let target = &self.registry_credentials(target, repo, project).await?;
                     log.system(Phase::Push, &format!("pushing {repo}:{own_tag}")).await;
                     let started = Instant::now();
                     let digest = reg::push(&self.docker, repo, &own_tag, target, log).await?;

@@ -36,6 +36,8 @@ use slipway_model::AppError;
 use tokio::io::AsyncWriteExt;
 
 use super::registry::{self as reg, RegistryTarget};
+use crate::registry_auth::TokenIssuer;
+use bollard::auth::DockerCredentials;
 use super::LogSink;
 use crate::error::{Error, Result};
 use crate::release::target::repository_of;
@@ -178,7 +180,7 @@ pub async fn exportable(store: &Store, build_id: &str) -> Result<(BuildSpec, Bui
 
 /// The local image id of an artifact's image, pulling it by digest when the
 /// engine does not have it.
-async fn local_image_id(docker: &Docker, a: &BuildArtifact) -> Result<String> {
+async fn local_image_id(docker: &Docker, a: &BuildArtifact, credentials: Option<DockerCredentials>) -> Result<String> {
     let repo = repository_of(&a.image_ref).to_string();
     let pinned = format!("{repo}@{}", a.digest);
     if let Ok(image) = docker.inspect_image(&pinned).await {
@@ -193,7 +195,7 @@ async fn local_image_id(docker: &Docker, a: &BuildArtifact) -> Result<String> {
         }
     }
     let options = CreateImageOptions { from_image: Some(repo.clone()), tag: Some(a.digest.clone()), ..Default::default() };
-    let mut pull = docker.create_image(Some(options), None, None);
+    let mut pull = docker.create_image(Some(options), None, credentials);
     let mut failure = None;
     while let Some(item) = pull.next().await {
         if let Err(e) = item {
@@ -211,11 +213,18 @@ async fn local_image_id(docker: &Docker, a: &BuildArtifact) -> Result<String> {
     }
 }
 
+fn pull_credentials(tokens: Option<&TokenIssuer>, project_slug: &str, image_ref: &str) -> Result<Option<DockerCredentials>> {
+    match tokens {
+        Some(issuer) => issuer.pull_credentials(project_slug, image_ref),
+        None => Ok(None),
+    }
+}
+
 /// Exports a completed build: `build.json` and its images (`docker save`),
 /// gzipped, in an unlinked temporary file. The build must have a completed
 /// run with artifacts; an image missing on the engine is pulled by digest.
 #[tracing::instrument(skip_all, fields(build = %build_id))]
-pub async fn export_build(store: &Store, docker: &Docker, build_id: &str) -> Result<BuildExport> {
+pub async fn export_build(store: &Store, docker: &Docker, build_id: &str, tokens: Option<&TokenIssuer>) -> Result<BuildExport> {
     let (spec, run, artifacts, manifest) = exportable(store, build_id).await?;
     let mut images = Vec::with_capacity(artifacts.len());
     for a in &artifacts {
@@ -223,7 +232,7 @@ pub async fn export_build(store: &Store, docker: &Docker, build_id: &str) -> Res
             service: a.service_name.clone(),
             image_ref: a.image_ref.clone(),
             digest: a.digest.clone(),
-            image_id: local_image_id(docker, a).await?,
+            image_id: local_image_id(docker, a, pull_credentials(tokens, &spec.project_slug, &a.image_ref)?).await?,
         });
     }
     let file = ExportedBuildFile {
@@ -501,6 +510,7 @@ pub async fn import_archive(
     project: &str,
     archive: &ImportArchive,
     registry: Option<&str>,
+    tokens: Option<&TokenIssuer>,
     imported_by: Option<&str>,
 ) -> Result<ImportedBuild> {
     let b = &archive.build;
@@ -539,7 +549,7 @@ pub async fn import_archive(
     }
 
     // Name, push, and collect the artifacts.
-    let target = registry.map(|host| RegistryTarget {
+    let mut target = registry.map(|host| RegistryTarget {
         host: host.to_string(),
         namespace: Some(project.slug.clone()),
         credentials: None,
@@ -547,6 +557,11 @@ pub async fn import_archive(
         auth_hosts: Vec::new(),
         embedded: true,
     });
+    // Slipway's registry: a credential for the importing project's own repositories only.
+    if let (Some(t), Some(issuer)) = (&target, tokens) {
+        let grant = crate::registry_auth::Grant::project(&project.slug, &[]);
+        target = Some(issuer.authorize(t, &crate::registry_auth::issuer::project_subject(&project.slug), grant)?);
+    }
     let (log, _lines) = LogSink::memory();
     let mut artifacts = Vec::with_capacity(b.artifacts.len());
     for a in &b.artifacts {
@@ -645,6 +660,7 @@ pub async fn import_build(
     project: &str,
     tgz: bytes::Bytes,
     registry: Option<&str>,
+    tokens: Option<&TokenIssuer>,
     imported_by: Option<&str>,
 ) -> Result<ImportedBuild> {
     let scratch = Scratch::new("upload")?;
@@ -652,7 +668,7 @@ pub async fn import_build(
     tokio::fs::write(&path, &tgz).await.map_err(|e| Error::io("writing the archive", e))?;
     let archive = open_import(&path).await?;
     drop(scratch);
-    import_archive(store, docker, project, &archive, registry, imported_by).await
+    import_archive(store, docker, project, &archive, registry, tokens, imported_by).await
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 pub use base_image::{ensure_base_image, BASE_IMAGE};
 pub use dockerd::{connect_or_start_docker, DockerEngine};
 pub use postgres::EmbeddedPostgres;
-pub use registry::{probe_registry, EmbeddedRegistry};
+pub use registry::{probe_registry, EmbeddedRegistry, RegistryTokenAuth};
 
 use crate::error::{Error, Result};
 

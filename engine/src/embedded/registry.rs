@@ -1,5 +1,6 @@
 //! The embedded registry: Debian's `docker-registry` on 127.0.0.1 with its
-//! storage in the data directory.
+//! storage in the data directory, and token authentication with Slipway as
+//! the issuer (anonymous pulls and pushes are refused).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,6 +11,17 @@ use tokio::process::{Child, Command};
 
 use super::{ensure_dir, find_binary, port_in_use, terminate};
 use crate::error::{Error, Result};
+
+/// Token authentication for the registry: where clients get tokens, and the
+/// certificate of the key that signs them.
+#[derive(Debug, Clone)]
+pub struct RegistryTokenAuth {
+    /// The token endpoint the registry names in its challenges, e.g.
+    /// `http://127.0.0.1:3000/internal/registry/token`.
+    pub realm: String,
+    /// PEM certificate of the signing key (`rootcertbundle`).
+    pub certificate_pem: String,
+}
 
 /// A registry Slipway pushes to; `child` is set when this process started it.
 #[derive(Debug)]
@@ -31,14 +43,28 @@ pub fn probe_registry(host: &str) -> std::result::Result<String, String> {
     }
 }
 
+/// Whether `http://host/v2/` answers without credentials.
+fn anonymous_allowed(host: &str) -> bool {
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(3)).build();
+    agent.get(&format!("http://{host}/v2/")).call().is_ok()
+}
+
+/// A YAML double-quoted string.
+fn yaml_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{}\"", s.replace(['"', '\\'], "")))
+}
+
 impl EmbeddedRegistry {
     /// Starts `docker-registry serve` on `addr`, or adopts a registry already
     /// answering there; anything else on the port is an error saying so.
-    pub async fn start(data_dir: &Path, addr: SocketAddr) -> Result<EmbeddedRegistry> {
+    pub async fn start(data_dir: &Path, addr: SocketAddr, auth: Option<&RegistryTokenAuth>) -> Result<EmbeddedRegistry> {
         let host = addr.to_string();
         if port_in_use(addr) {
             return match probe_registry(&host) {
                 Ok(_) => {
+                    if auth.is_some() && anonymous_allowed(&host) {
+                        tracing::warn!(registry = %host, "a registry already answers there and lets anyone pull and push: it was not started by Slipway with token authentication; stop it so Slipway can start its own");
+                    }
                     tracing::info!(registry = %host, "a registry already answers there; using it");
                     Ok(EmbeddedRegistry { addr, child: None })
                 }
@@ -54,10 +80,21 @@ impl EmbeddedRegistry {
         let dir = data_dir.join("registry");
         ensure_dir(&dir.join("storage"))?;
         let config = dir.join("config.yml");
-        let yaml = format!(
+        let mut yaml = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
             dir.join("storage").display()
         );
+        if let Some(auth) = auth {
+            let cert = dir.join("token-issuer.crt");
+            std::fs::write(&cert, &auth.certificate_pem).map_err(|e| Error::io(format!("writing {}", cert.display()), e))?;
+            yaml.push_str(&format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                yaml_string(&auth.realm),
+                crate::registry_auth::SERVICE,
+                crate::registry_auth::ISSUER,
+                yaml_string(&cert.display().to_string())
+            ));
+        }
         std::fs::write(&config, yaml).map_err(|e| Error::io(format!("writing {}", config.display()), e))?;
         let log_path = dir.join("registry.log");
         let log = std::fs::File::create(&log_path).map_err(|e| Error::io(format!("creating {}", log_path.display()), e))?;
@@ -86,7 +123,12 @@ impl EmbeddedRegistry {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tracing::info!(registry = %format!("http://{host}"), storage = %dir.join("storage").display(), "started the registry");
+        tracing::info!(
+            registry = %format!("http://{host}"),
+            storage = %dir.join("storage").display(),
+            realm = auth.map(|a| a.realm.as_str()).unwrap_or("none (anonymous access)"),
+            "started the registry"
+        );
         Ok(EmbeddedRegistry { addr, child: Some(child) })
     }
 

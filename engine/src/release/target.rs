@@ -119,6 +119,8 @@ pub fn container_name(project_slug: &str, environment: &str, service: &str) -> S
 #[derive(Clone)]
 pub struct LocalDockerTarget {
     docker: Docker,
+    /// Credentials for pulls from Slipway's registry (`None`: pull anonymously).
+    registry_tokens: Option<crate::registry_auth::TokenIssuer>,
     extra_labels: BTreeMap<String, String>,
     start_timeout: Duration,
     settle: Duration,
@@ -147,11 +149,19 @@ impl LocalDockerTarget {
     pub fn new(docker: Docker) -> Self {
         LocalDockerTarget {
             docker,
+            registry_tokens: None,
             extra_labels: BTreeMap::new(),
             start_timeout: Duration::from_secs(15),
             settle: Duration::from_secs(1),
             stop_timeout: 10,
         }
+    }
+
+    /// Pulls from the issuer's registry with a pull-only credential for the
+    /// deployment's project.
+    pub fn with_registry_tokens(mut self, issuer: Option<crate::registry_auth::TokenIssuer>) -> Self {
+        self.registry_tokens = issuer;
+        self
     }
 
     /// Adds labels to every container (tests label what they create).
@@ -218,7 +228,7 @@ impl LocalDockerTarget {
 
     /// Makes sure the engine has the image and returns the reference to create
     /// the container from (always a digest, never a tag).
-    async fn ensure_image(&self, svc: &ServicePlan) -> Result<String, DeployError> {
+    async fn ensure_image(&self, plan: &DeployPlan, svc: &ServicePlan) -> Result<String, DeployError> {
         let pinned = svc.pinned_ref();
         if self.docker.inspect_image(&pinned).await.is_ok() {
             return Ok(pinned);
@@ -235,7 +245,8 @@ impl LocalDockerTarget {
             tag: Some(svc.digest.clone()),
             ..Default::default()
         };
-        let mut stream = self.docker.create_image(Some(options), None, None);
+        let credentials = self.pull_credentials(plan, svc)?;
+        let mut stream = self.docker.create_image(Some(options), None, credentials);
         let mut failure: Option<String> = None;
         while let Some(item) = stream.next().await {
             if let Err(e) = item {
@@ -251,10 +262,19 @@ impl LocalDockerTarget {
         }
     }
 
+    /// A pull-only credential for the project's own repositories, when the
+    /// image is on Slipway's registry.
+    fn pull_credentials(&self, plan: &DeployPlan, svc: &ServicePlan) -> Result<Option<bollard::auth::DockerCredentials>, DeployError> {
+        let Some(issuer) = &self.registry_tokens else { return Ok(None) };
+        issuer
+            .pull_credentials(&plan.project_slug, &svc.repository)
+            .map_err(|e| DeployError::service(&svc.service, format!("minting a registry credential: {e}")))
+    }
+
     /// Creates and starts the new container of one service under its
     /// temporary name and waits until it runs.
     async fn start_new(&self, plan: &DeployPlan, svc: &ServicePlan, short: &str) -> Result<Started, DeployError> {
-        let image = self.ensure_image(svc).await?;
+        let image = self.ensure_image(plan, svc).await?;
         let stable_name = container_name(&plan.project_slug, &plan.environment, &svc.service);
         let temp_name = format!("{stable_name}-{short}");
         // A leftover from an interrupted attempt of this same deployment.

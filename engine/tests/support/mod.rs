@@ -22,6 +22,19 @@ pub fn registry() -> String {
     std::env::var("SLIPWAY_REGISTRY").expect("SLIPWAY_REGISTRY names the test registry (run the tests with `cargo xtask test`)")
 }
 
+/// The issuer of the test registry's tokens (`SLIPWAY_REGISTRY_TOKEN_KEY`), if it has one.
+pub fn tokens() -> Option<slipway_engine::registry_auth::TokenIssuer> {
+    slipway_engine::registry_auth::TokenIssuer::from_env(&registry()).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY")
+}
+
+/// A target that may read the project's images in the test registry.
+pub fn reader(project_slug: &str) -> slipway_engine::build::registry::RegistryTarget {
+    match tokens() {
+        Some(issuer) => issuer.pull_target(&registry(), project_slug).expect("a pull credential"),
+        None => slipway_engine::build::registry::RegistryTarget::new(registry()),
+    }
+}
+
 /// The test Docker engine, with the local base image present.
 pub async fn docker() -> Docker {
     let docker = Docker::connect_with_local_defaults().expect("a Docker engine (cargo xtask test starts one)");
