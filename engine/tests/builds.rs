@@ -444,7 +444,7 @@ async fn a_run_longer_than_its_lease_keeps_it_by_heartbeats(pool: PgPool) {
 async fn build_auth_and_secret_values_never_reach_the_stored_log(pool: PgPool) {
     let host = registry();
     let manifest = format!(
-        "registry:\n  host: {host}\n  namespace: byo\n  auth:\n    username_secret: REG_USER\n    token_secret: REG_TOKEN\nservices:\n  api:\n    build: api\n"
+        "registry:\n  host: {host}\n  auth:\n    username_secret: REG_USER\n    token_secret: REG_TOKEN\nservices:\n  api:\n    build: api\n"
     );
     let files = vec![
         (".slipway/manifest.yaml", manifest),
@@ -463,7 +463,8 @@ async fn build_auth_and_secret_values_never_reach_the_stored_log(pool: PgPool) {
     let d = fx.build_once(|b| b.build_args = vec!["BUILD_AUTH".into(), "BUILD_APP".into()]).await;
     let run = &d.runs[0];
     assert_eq!(run.status, BuildRunStatus::Completed, "{:?}", run.error_message);
-    assert!(d.artifacts[0].image_ref.starts_with(&format!("{host}/byo/api:")));
+    // The test registry is Slipway's too, so the namespace is the project's own.
+    assert!(d.artifacts[0].image_ref.starts_with(&format!("{host}/{}/api:", fx.project.slug)));
     let log = fx.log_text(&run.id).await;
     assert!(log.contains(&format!("app={}", fx.project.slug)), "{log}");
     assert!(log.contains(&format!("auth={MASK}")), "BUILD_AUTH must be masked:\n{log}");

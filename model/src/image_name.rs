@@ -17,10 +17,10 @@
 //! - `slipway.local/` is only ever the first part of a project's local
 //!   namespace; `slipway/` (the base image `slipway/busybox:1`) is Slipway's
 //!   own. No build may name an image under either outside its own namespace.
-//! - On Slipway's registry, and on any loopback registry (which is where
-//!   Slipway's registry runs), the path under the host must start with the
-//!   project's slug: `registry: {host: 127.0.0.1:5000, namespace: other}` is
-//!   refused.
+//! - On Slipway's registry (its host, or any loopback name for the same
+//!   port) the path under the host must start with the project's slug:
+//!   `registry: {host: 127.0.0.1:5000, namespace: other}` is refused when
+//!   Slipway's registry is `127.0.0.1:5000`.
 //! - A registry host must look like one (a dot, a port, or `localhost`):
 //!   Docker reads `acme/api` as a Docker Hub path, not a host.
 //! - A built service's `image` may rename the repository, but only inside
@@ -63,8 +63,9 @@ pub enum SlipwayRegistry {
     Host(String),
     /// Pushing is disabled: `registry: slipway` builds stay local.
     Disabled,
-    /// Not known here (a server that only records builds): any host with
-    /// the slug as the first path part passes; the runner checks again.
+    /// Not known here (e.g. a pipeline step recording a build): a name that
+    /// may be in Slipway's registry passes when the slug is its first path
+    /// part; the runner, which knows the host, checks again.
     Unknown,
 }
 
@@ -144,7 +145,7 @@ impl ProjectImages {
                     return Err(NamingProblem {
                         path: "registry.namespace".into(),
                         message: format!(
-                            "`{bare}` is Slipway's registry (or another loopback registry), where this project may only push under `{}/`; `{path}` is outside it",
+                            "`{bare}` is Slipway's registry, where this project may only push under `{}/`; `{path}` is outside it",
                             self.slug
                         ),
                     });
@@ -227,9 +228,13 @@ impl ProjectImages {
             .collect()
     }
 
-    /// Whether `host` (normalized, no path) is Slipway's registry or loopback.
+    /// Whether `host` (normalized, no path) is Slipway's registry: its
+    /// host, or another loopback name for the same port.
     fn is_slipway_host(&self, host: &str) -> bool {
-        is_loopback(host) || matches!(&self.slipway, SlipwayRegistry::Host(h) if normalize_host(h) == host)
+        match &self.slipway {
+            SlipwayRegistry::Host(h) => same_registry(&normalize_host(h), host),
+            SlipwayRegistry::Disabled | SlipwayRegistry::Unknown => false,
+        }
     }
 
     /// The slug of the project whose namespace `name` (normalized) is in, if
@@ -286,6 +291,23 @@ pub fn normalize_name(reference: &str) -> Option<String> {
             && c.as_bytes()[c.len() - 1].is_ascii_alphanumeric()
     };
     path.split('/').all(valid_component).then(|| format!("{host}/{path}"))
+}
+
+/// Whether two normalized hosts reach the same registry: equal, or both
+/// loopback on the same port.
+fn same_registry(a: &str, b: &str) -> bool {
+    a == b || (is_loopback(a) && is_loopback(b) && port_of(a) == port_of(b))
+}
+
+/// The port of `host[:port]` (IPv6 in brackets), if it has one.
+fn port_of(host: &str) -> Option<&str> {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split_once("]:").map(|(_, port)| port);
+    }
+    match host.matches(':').count() {
+        1 => host.split_once(':').map(|(_, port)| port),
+        _ => None,
+    }
 }
 
 /// `path` is `prefix` or below it.
@@ -411,7 +433,9 @@ mod tests {
         let p = demo(&Registry::None).repository("api", Some("slipway.local/other/api")).unwrap_err();
         assert!(p.message.contains("project `other`"), "{p}");
         assert!(demo(&Registry::None).repository("api", Some("busybox")).is_err());
-        assert!(demo(&Registry::Native).repository("api", Some("localhost:5000/other/api")).is_err());
+        let p = demo(&Registry::Native).repository("api", Some("localhost:5000/other/api")).unwrap_err();
+        assert!(p.message.contains("project `other`"), "{p}");
+        assert!(same_registry("[::1]:5000", "127.0.0.1:5000") && !same_registry("127.0.0.1:5000", "127.0.0.1:5001"));
         // The namespace itself is not a repository of the project.
         assert!(demo(&Registry::None).repository("api", Some("slipway.local/demo")).is_err());
         assert!(reserved_reason("docker.io/slipway/anything").is_some());
@@ -422,9 +446,12 @@ mod tests {
     fn a_registry_of_the_projects_own_may_not_point_into_slipways() {
         let p = demo(&byo("127.0.0.1:5000", Some("other"))).build_namespace().unwrap_err();
         assert_eq!(p.path, "registry.namespace");
-        let p = demo(&byo("localhost:5001", Some("other/x"))).build_namespace().unwrap_err();
+        let p = demo(&byo("localhost:5000", Some("other/x"))).build_namespace().unwrap_err();
         assert_eq!(p.path, "registry.namespace");
-        assert_eq!(demo(&byo("localhost:5001", Some("demo/x"))).build_namespace().unwrap().as_deref(), Some("localhost:5001/demo/x"));
+        assert_eq!(demo(&byo("localhost:5000", Some("demo/x"))).build_namespace().unwrap().as_deref(), Some("localhost:5000/demo/x"));
+        // A registry of the project's own on another loopback port is not Slipway's.
+        assert_eq!(demo(&byo("127.0.0.1:41591", Some("team"))).build_namespace().unwrap().as_deref(), Some("127.0.0.1:41591/team"));
+        assert!(ProjectImages::new("demo", &byo("127.0.0.1:5000", Some("other")), SlipwayRegistry::Unknown).build_namespace().is_ok());
         assert_eq!(demo(&byo("127.0.0.1:5000", None)).build_namespace().unwrap().as_deref(), Some("127.0.0.1:5000/demo"));
         let slipway_elsewhere = ProjectImages::new("demo", &byo("reg.internal:5000", Some("other")), SlipwayRegistry::Host("reg.internal:5000".into()));
         assert!(slipway_elsewhere.build_namespace().is_err());
@@ -438,7 +465,7 @@ mod tests {
         for mine in ["slipway.local/demo/api:1", "127.0.0.1:5000/demo/api", "localhost:5000/demo/api@sha256:00", "ghcr.io/acme/api:v1"] {
             assert!(p.owns(mine), "{mine}");
         }
-        for theirs in ["slipway/busybox:1", "slipway.local/other/api", "127.0.0.1:5000/other/api", "demo/api", "busybox", "ghcr.io/other/api", "slipway.local/demo"] {
+        for theirs in ["slipway/busybox:1", "slipway.local/other/api", "127.0.0.1:5000/other/api", "127.0.0.1:5001/demo/api", "demo/api", "busybox", "ghcr.io/other/api", "slipway.local/demo"] {
             assert!(!p.owns(theirs), "{theirs}");
         }
         assert!(is_project_image("slipway.local/demo/api", "demo", &Registry::None, &SlipwayRegistry::Disabled));

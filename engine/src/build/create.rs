@@ -17,8 +17,17 @@ use crate::store::{SpecInsert, Store};
 pub const MAX_TIMEOUT_SECONDS: u32 = 86_400;
 
 /// Creates (or, with a known idempotency key, finds) a build spec and queues a run.
-#[tracing::instrument(skip_all, fields(project = %input.project))]
+/// Image names are checked without knowing Slipway's registry host (the
+/// runner checks them again); the API uses [`create_build_for`].
 pub async fn create_build(store: &Store, input: &NewBuild, created_by: Option<&str>) -> Result<BuildDetail> {
+    create_build_for(store, input, created_by, &SlipwayRegistry::Unknown).await
+}
+
+/// [`create_build`] on a server that knows Slipway's registry, so a
+/// manifest pushing into another project's repository there is refused
+/// here, with a 422 naming the field.
+#[tracing::instrument(skip_all, fields(project = %input.project))]
+pub async fn create_build_for(store: &Store, input: &NewBuild, created_by: Option<&str>, slipway_registry: &SlipwayRegistry) -> Result<BuildDetail> {
     if input.project.trim().is_empty() {
         return Err(AppError::invalid("project", "is required (id, slug or name)").into());
     }
@@ -111,7 +120,7 @@ pub async fn create_build(store: &Store, input: &NewBuild, created_by: Option<&s
     // reserved for Slipway or in another project's namespace is refused
     // here (the runner checks again, knowing Slipway's registry host).
     let registry = registry_override.as_ref().unwrap_or(&parsed.registry);
-    let images = ProjectImages::new(&project.slug, registry, SlipwayRegistry::Unknown);
+    let images = ProjectImages::new(&project.slug, registry, slipway_registry.clone());
     let naming: Vec<FieldProblem> = images
         .check_manifest(&parsed)
         .into_iter()
