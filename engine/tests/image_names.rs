@@ -3,22 +3,15 @@
 //! image's name is checked by id at start-up and restored when it points
 //! at another image. Real engine; every name made here is test-owned.
 
+mod support;
+
 use bollard::query_parameters::{CreateImageOptionsBuilder, RemoveImageOptions, TagImageOptions};
 use bollard::Docker;
 use futures::StreamExt;
 use slipway_engine::build::image_archive::load_images;
-use slipway_engine::embedded::{ensure_base_image, ensure_base_image_as, BASE_IMAGE};
+use slipway_engine::embedded::{ensure_base_image_as, BASE_IMAGE};
 use slipway_model::AppError;
-
-async fn docker() -> Docker {
-    let docker = Docker::connect_with_local_defaults().expect("a Docker engine (cargo xtask test starts one)");
-    ensure_base_image(&docker).await.expect("base image");
-    docker
-}
-
-fn nonce() -> String {
-    slipway_model::id::new_id("n")[2..14].to_string()
-}
+use support::{docker, nonce};
 
 async fn image_id(docker: &Docker, name: &str) -> Option<String> {
     docker.inspect_image(name).await.ok().and_then(|i| i.id)

@@ -6,6 +6,8 @@
 //! no name moved: the base image keeps its id, the other project's tags
 //! keep theirs, and the attacker's project records nothing.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +18,6 @@ use axum::Router;
 use bollard::query_parameters::{RemoveImageOptions, TagImageOptions};
 use bollard::Docker;
 use http_body_util::BodyExt;
-use leptos::config::LeptosOptions;
 use serde_json::{json, Value};
 use slipway_engine::build::buildkit::BuildKitBackend;
 use slipway_engine::build::create::create_build;
@@ -29,6 +30,7 @@ use slipway_model::project::{NewProject, Project};
 use slipway_model::status::BuildRunStatus;
 use slipway_server::{app, AppState};
 use sqlx::PgPool;
+use support::git;
 use tower::ServiceExt;
 
 fn registry() -> String {
@@ -53,15 +55,8 @@ async fn world(pool: PgPool) -> World {
     let store = Store::from_pool(pool);
     let docker = Docker::connect_with_local_defaults().expect("a Docker engine (cargo xtask test starts one)");
     ensure_base_image(&docker).await.expect("base image");
-    let admin = store.create_user("images-admin", None, "a long enough password", true).await.unwrap();
-    let principal = slipway_model::auth::Principal { user: admin, token_id: None, token_project: None, client: Default::default() };
-    let token = store
-        .create_token(&principal, &slipway_model::auth::NewToken { name: "tests".into(), project: None, expires_in_days: None })
-        .await
-        .unwrap()
-        .token;
-    let leptos = LeptosOptions::builder().output_name("slipway").site_root("target/site").site_pkg_dir("pkg").build();
-    let mut state = AppState::for_tests(leptos, store.clone());
+    let token = support::token_for(&store, "images-admin", true).await;
+    let mut state = AppState::for_tests(support::leptos(), store.clone());
     state.docker = Some(docker.clone());
     state.registry = Some(registry());
     let work = tempfile::tempdir().unwrap();
@@ -112,17 +107,6 @@ impl World {
     async fn image_id(&self, name: &str) -> Option<String> {
         self.docker.inspect_image(name).await.ok().and_then(|i| i.id)
     }
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// A repository whose `main` holds a Dockerfile in `api/` and `manifest`;
