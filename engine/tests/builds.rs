@@ -764,14 +764,26 @@ async fn the_manifests_image_names_the_repository_and_the_version_input_is_the_t
         ("web/index.html", format!("{}\n", slipway_model::id::new_id("n"))),
     ];
     let fx = fixture(pool, &files, |_| {}).await;
-    let d = fx.build_once(|b| b.inputs = Some(serde_json::json!({ "version": "2.4.1" }))).await;
+    // The image must lie in the project's namespace, so the project is `acme-team`.
+    let project = NewProject { name: "acme-team".into(), repo_url: fx._repo.path().display().to_string(), ..Default::default() };
+    let acme = fx.store.create_project(&project, None).await.unwrap();
+    let build = |inputs: Option<serde_json::Value>, force_rebuild: bool| {
+        let input = NewBuild { project: acme.id.clone(), inputs, force_rebuild, run: true, ..Default::default() };
+        let (store, runner) = (&fx.store, &fx.runner);
+        async move {
+            let d = create_build(store, &input, None).await.unwrap();
+            runner.run_once().await.unwrap().expect("a queued run");
+            store.get_build(&d.spec.id).await.unwrap()
+        }
+    };
+    let d = build(Some(serde_json::json!({ "version": "2.4.1" })), false).await;
     assert_eq!(d.runs[0].status, BuildRunStatus::Completed, "{:?}", d.runs[0].error_message);
     let a = &d.artifacts[0];
     assert_eq!(a.image_ref, format!("{host}/acme-team/storefront:2.4.1"));
     let remote = remote_digest(&host, "acme-team/storefront", "2.4.1", &RegistryTarget::new(host.clone())).await.unwrap();
     assert_eq!(remote.as_deref(), Some(a.digest.as_str()), "the registry's 2.4.1 is this build's image");
     // Without a version: the commit's tag, in the same repository.
-    let plain = fx.build_once(|b| b.force_rebuild = true).await;
+    let plain = build(None, true).await;
     assert_eq!(plain.artifacts[0].image_ref, format!("{host}/acme-team/storefront:sha-{}", &plain.spec.git_sha[..12]));
 }
 
@@ -784,7 +796,8 @@ async fn a_registry_that_is_not_loopback_is_never_spoken_to_over_plain_http(pool
     let port = registry().rsplit_once(':').map(|(_, p)| p.to_string()).expect("SLIPWAY_REGISTRY is host:port");
     let remote = format!("127.1:{port}");
     let files = vec![
-        (".slipway/manifest.yaml", format!("registry:\n  host: {remote}\n  namespace: remote\nservices:\n  web:\n    build: web\n")),
+        // No namespace: `127.1` reaches Slipway's registry, where only the project's own is allowed.
+        (".slipway/manifest.yaml", format!("registry:\n  host: {remote}\nservices:\n  web:\n    build: web\n")),
         ("web/Dockerfile", "FROM scratch\nCOPY index.html /index.html\n".to_string()),
         ("web/index.html", format!("{}\n", slipway_model::id::new_id("n"))),
     ];

@@ -340,10 +340,52 @@ pub fn host_without_port(host: &str) -> &str {
     }
 }
 
-/// Whether a registry host is on the loopback interface.
+/// Whether a registry host is on the loopback interface: `localhost` (and
+/// names under it), 127.0.0.0/8 in any spelling the C resolver accepts
+/// (`127.1`, `0x7f.0.0.1`, `2130706433`), `::1` and `::ffff:127.x.y.z`.
 pub fn is_loopback(host: &str) -> bool {
-    let h = host_without_port(host);
-    h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    let h = host_without_port(host).trim_end_matches('.').to_ascii_lowercase();
+    if h == "localhost" || h.ends_with(".localhost") {
+        return true;
+    }
+    match h.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => inet_aton(&h).is_some_and(|a| a >> 24 == 127),
+    }
+}
+
+/// An IPv4 address as `inet_aton` reads it: one to four parts, each
+/// decimal, octal (`0…`) or hex (`0x…`), the last filling the remaining bytes.
+fn inet_aton(text: &str) -> Option<u32> {
+    let parts: Vec<&str> = text.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let mut values = Vec::with_capacity(parts.len());
+    for p in &parts {
+        let v = if let Some(hex) = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X")) {
+            u64::from_str_radix(hex, 16).ok()?
+        } else if p.len() > 1 && p.starts_with('0') {
+            u64::from_str_radix(&p[1..], 8).ok()?
+        } else {
+            p.parse::<u64>().ok()?
+        };
+        values.push(v);
+    }
+    let (last, head) = values.split_last()?;
+    let mut addr: u64 = 0;
+    for (i, v) in head.iter().enumerate() {
+        if *v > 255 {
+            return None;
+        }
+        addr |= v << (24 - 8 * i);
+    }
+    let room = 32 - 8 * head.len() as u32;
+    if room < 64 && *last >= (1u64 << room) {
+        return None;
+    }
+    u32::try_from(addr | last).ok()
 }
 
 /// The image repository for a service: `host/<namespace or project slug>/<service>`,
@@ -436,6 +478,10 @@ mod tests {
         let p = demo(&Registry::Native).repository("api", Some("localhost:5000/other/api")).unwrap_err();
         assert!(p.message.contains("project `other`"), "{p}");
         assert!(same_registry("[::1]:5000", "127.0.0.1:5000") && !same_registry("127.0.0.1:5000", "127.0.0.1:5001"));
+        for alias in ["127.1:5000", "0x7f.0.0.1:5000", "2130706433:5000", "0177.0.0.1:5000", "[::ffff:127.0.0.1]:5000", "api.localhost:5000"] {
+            assert!(same_registry("127.0.0.1:5000", alias), "{alias}");
+        }
+        assert!(!is_loopback("128.0.0.1") && !is_loopback("10.0.0.1") && !is_loopback("4294967296") && !is_loopback("ghcr.io"));
         // The namespace itself is not a repository of the project.
         assert!(demo(&Registry::None).repository("api", Some("slipway.local/demo")).is_err());
         assert!(reserved_reason("docker.io/slipway/anything").is_some());
