@@ -296,7 +296,7 @@ pub fn normalize_name(reference: &str) -> Option<String> {
 /// Whether two normalized hosts reach the same registry: equal, or both
 /// loopback on the same port.
 fn same_registry(a: &str, b: &str) -> bool {
-    a == b || (is_loopback(a) && is_loopback(b) && port_of(a) == port_of(b))
+    a == b || (reaches_loopback(a) && reaches_loopback(b) && port_of(a) == port_of(b))
 }
 
 /// The port of `host[:port]` (IPv6 in brackets), if it has one.
@@ -340,10 +340,17 @@ pub fn host_without_port(host: &str) -> &str {
     }
 }
 
-/// Whether a registry host is on the loopback interface: `localhost` (and
-/// names under it), 127.0.0.0/8 in any spelling the C resolver accepts
-/// (`127.1`, `0x7f.0.0.1`, `2130706433`), `::1` and `::ffff:127.x.y.z`.
+/// Whether a registry host is a loopback *name*: `localhost` or a loopback
+/// IP address in its usual spelling (plain HTTP is allowed to these).
 pub fn is_loopback(host: &str) -> bool {
+    let h = host_without_port(host);
+    h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether a host reaches the loopback interface in any spelling: `localhost`
+/// (and names under it), 127.0.0.0/8 as the C resolver reads it (`127.1`,
+/// `0x7f.0.0.1`, `2130706433`), `::1` and `::ffff:127.x.y.z`.
+pub fn reaches_loopback(host: &str) -> bool {
     let h = host_without_port(host).trim_end_matches('.').to_ascii_lowercase();
     if h == "localhost" || h.ends_with(".localhost") {
         return true;
@@ -481,7 +488,8 @@ mod tests {
         for alias in ["127.1:5000", "0x7f.0.0.1:5000", "2130706433:5000", "0177.0.0.1:5000", "[::ffff:127.0.0.1]:5000", "api.localhost:5000"] {
             assert!(same_registry("127.0.0.1:5000", alias), "{alias}");
         }
-        assert!(!is_loopback("128.0.0.1") && !is_loopback("10.0.0.1") && !is_loopback("4294967296") && !is_loopback("ghcr.io"));
+        assert!(!reaches_loopback("128.0.0.1") && !reaches_loopback("10.0.0.1") && !reaches_loopback("4294967296") && !reaches_loopback("ghcr.io"));
+        assert!(reaches_loopback("127.1") && !is_loopback("127.1"), "a loopback name is only the usual spelling");
         // The namespace itself is not a repository of the project.
         assert!(demo(&Registry::None).repository("api", Some("slipway.local/demo")).is_err());
         assert!(reserved_reason("docker.io/slipway/anything").is_some());

@@ -193,6 +193,12 @@ async fn a_manifest_pushing_into_another_projects_repository_is_refused_at_build
     let branches: Vec<(&str, String)> = attacks.iter().map(|(b, m, _)| (*b, m.clone())).collect();
     let attacker_repo = repo("services:\n  api:\n    build: api\n", &branches);
     let attacker = w.project(&format!("attacker-{}", nonce()), attacker_repo.path()).await;
+    // Even with Slipway's registry on the attacker's registries list (an admin's
+    // mistake), its other namespaces stay out of reach.
+    for listed in [host.clone(), format!("localhost:{port}")] {
+        let input = slipway_model::registry::NewAllowedRegistry { host: listed, username_secret: None, token_secret: None, auth_hosts: vec![] };
+        w.store.add_registry(&attacker.id, &input, None).await.unwrap();
+    }
     for (branch, _, field) in &attacks {
         let (status, answer) = w.create_build(json!({ "project": attacker.slug, "ref": branch })).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{branch}: {answer}");
