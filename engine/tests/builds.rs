@@ -1176,6 +1176,8 @@ async fn a_registry_of_the_projects_own_that_is_slipways_under_another_namespace
         ("api/Dockerfile", format!("FROM {BASE_IMAGE}\nRUN echo attacker\n")),
     ];
     let fx = fixture(pool, &files, |c| c.default_registry = Some("registry.internal:5000".into())).await;
+    // On the project's registries list (an admin's mistake): the namespace rule still holds.
+    list_registry(&fx, "registry.internal:5000", None).await;
     let d = fx.build_once(|_| {}).await;
     let run = &d.runs[0];
     assert_eq!(run.status, BuildRunStatus::Failed, "{run:?}");
