@@ -30,7 +30,8 @@ pub async fn create_build(input: NewBuild) -> Result<BuildDetail, AppError> {
         }
     }
     let input = NewBuild { project: project.id.clone(), ..input };
-    let detail = slipway_engine::build::create::create_build(&ctx.store, &input, g.user_id()).await?;
+    let registry = slipway_model::image_name::SlipwayRegistry::from_config(ctx.registry.as_deref());
+    let detail = slipway_engine::build::create::create_build_for(&ctx.store, &input, g.user_id(), &registry).await?;
     crate::auth::audit(&g, "build.created", Some(&project.id), Some(("build", &detail.spec.id)), serde_json::json!({ "git_sha": detail.spec.git_sha, "services": detail.spec.services })).await;
     tracing::info!(build = %detail.spec.id, "build created");
     Ok(detail)

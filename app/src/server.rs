@@ -11,6 +11,9 @@ pub struct AppContext {
     pub secrets: Option<std::sync::Arc<slipway_engine::secrets::SecretBox>>,
     /// Wakes the deploy executor of this process (when it runs one).
     pub deploy_kick: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// Slipway's registry (`host:port`), `None` when pushing is disabled:
+    /// image names are checked against it when a build is created.
+    pub registry: Option<String>,
 }
 
 /// The request's context, or an internal error if the server did not provide it.

@@ -459,7 +459,7 @@ async fn build_auth_and_secret_values_never_reach_the_stored_log(pool: PgPool) {
     let mut byo = slipway_engine::embedded::EmbeddedRegistry::start(dir.path(), addr, None).await.unwrap();
     let host = byo.addr.to_string();
     let manifest = format!(
-        "registry:\n  host: {host}\n  namespace: byo\n  auth:\n    username_secret: REG_USER\n    token_secret: REG_TOKEN\nservices:\n  api:\n    build: api\n"
+        "registry:\n  host: {host}\n  auth:\n    username_secret: REG_USER\n    token_secret: REG_TOKEN\nservices:\n  api:\n    build: api\n"
     );
     let files = vec![
         (".slipway/manifest.yaml", manifest),
@@ -478,7 +478,8 @@ async fn build_auth_and_secret_values_never_reach_the_stored_log(pool: PgPool) {
     let d = fx.build_once(|b| b.build_args = vec!["BUILD_AUTH".into(), "BUILD_APP".into()]).await;
     let run = &d.runs[0];
     assert_eq!(run.status, BuildRunStatus::Completed, "{:?}", run.error_message);
-    assert!(d.artifacts[0].image_ref.starts_with(&format!("{host}/byo/api:")));
+    // The test registry is Slipway's too, so the namespace is the project's own.
+    assert!(d.artifacts[0].image_ref.starts_with(&format!("{host}/{}/api:", fx.project.slug)));
     let log = fx.log_text(&run.id).await;
     assert!(log.contains(&format!("app={}", fx.project.slug)), "{log}");
     assert!(log.contains(&format!("auth={MASK}")), "BUILD_AUTH must be masked:\n{log}");
@@ -503,7 +504,7 @@ async fn registry_none_records_local_artifacts_without_pushing(pool: PgPool) {
     let d = fx.build_once(|b| b.development = true).await;
     assert_eq!(d.runs[0].status, BuildRunStatus::Completed, "{:?}", d.runs[0].error_message);
     let a = &d.artifacts[0];
-    assert_eq!(a.image_ref, format!("{}/web:local", fx.project.slug));
+    assert_eq!(a.image_ref, format!("slipway.local/{}/web:local", fx.project.slug), "local images live in the project's namespace");
     assert!(a.digest.starts_with("sha256:"));
     assert!(fx.log_text(&d.runs[0].id).await.contains("not pushed"));
 }
@@ -812,7 +813,8 @@ async fn a_registry_that_is_not_loopback_is_never_spoken_to_over_plain_http(pool
     let port = registry().rsplit_once(':').map(|(_, p)| p.to_string()).expect("SLIPWAY_REGISTRY is host:port");
     let remote = format!("127.1:{port}");
     let files = vec![
-        (".slipway/manifest.yaml", format!("registry:\n  host: {remote}\n  namespace: remote\nservices:\n  web:\n    build: web\n")),
+        // No namespace: `127.1` reaches Slipway's registry, where only the project's own is allowed.
+        (".slipway/manifest.yaml", format!("registry:\n  host: {remote}\nservices:\n  web:\n    build: web\n")),
         ("web/Dockerfile", "FROM scratch\nCOPY index.html /index.html\n".to_string()),
         ("web/index.html", format!("{}\n", slipway_model::id::new_id("n"))),
     ];
@@ -957,8 +959,9 @@ async fn build_auth_reaches_a_secret_mount_but_not_the_image_history_config_or_e
     let mut byo = slipway_engine::embedded::EmbeddedRegistry::start(dir.path(), addr, None).await.unwrap();
     let host = byo.addr.to_string();
     let manifest = format!(
-        "registry:\n  host: {host}\n  namespace: byo\n  auth:\n    username_secret: REG_USER\n    token_secret: REG_TOKEN\nservices:\n  api:\n    build: api\n"
+        "registry:\n  host: {host}\n  auth:\n    username_secret: REG_USER\n    token_secret: REG_TOKEN\nservices:\n  api:\n    build: api\n"
     );
+    // (No namespace: the test registry is Slipway's, where only the project's own is allowed.)
     let nonce = slipway_model::id::new_id("n");
     let dockerfile = format!(
         "FROM {BASE_IMAGE}\n\
@@ -1104,4 +1107,111 @@ async fn a_registry_pointing_its_token_realm_at_an_internal_address_gets_no_cred
     assert!(d.artifacts.is_empty(), "no artifact recorded");
     assert_eq!(internal.hits(), 0, "the internal address was sent the credentials");
     upstream.stop().await;
+}
+
+/// The id of the image `name` names on the engine, if any.
+async fn image_id(name: &str) -> Option<String> {
+    docker().await.inspect_image(name).await.ok().and_then(|i| i.id)
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_project_named_slipway_building_a_busybox_service_at_version_1_leaves_the_base_image_alone(pool: PgPool) {
+    // Before, local images were `<slug>/<service>`: this was `slipway/busybox:1`.
+    let files = vec![
+        (".slipway/manifest.yaml", "registry: none\nservices:\n  busybox:\n    build: busybox\n".to_string()),
+        ("busybox/Dockerfile", format!("FROM {BASE_IMAGE}\nRUN echo not-the-base-image > /marker\n")),
+    ];
+    let fx = fixture(pool, &files, |_| {}).await;
+    let base_before = image_id(BASE_IMAGE).await.expect("the base image");
+    let slipway = fx
+        .store
+        .create_project(&NewProject { name: "Slipway".into(), repo_url: fx._repo.path().display().to_string(), ..Default::default() }, None)
+        .await
+        .unwrap();
+    assert_eq!(slipway.slug, "slipway");
+    let input = NewBuild { project: slipway.id.clone(), inputs: Some(serde_json::json!({ "version": "1" })), run: true, ..Default::default() };
+    let d = create_build(&fx.store, &input, None).await.unwrap();
+    fx.runner.run_once().await.unwrap().expect("a queued run");
+    let d = fx.store.get_build(&d.spec.id).await.unwrap();
+    assert_eq!(d.runs[0].status, BuildRunStatus::Completed, "{:?}", d.runs[0].error_message);
+    assert_eq!(d.artifacts[0].image_ref, "slipway.local/slipway/busybox:1");
+    assert_eq!(image_id(BASE_IMAGE).await.as_deref(), Some(base_before.as_str()), "the base image keeps its id");
+    assert_eq!(image_id("slipway.local/slipway/busybox:1").await.as_deref(), Some(d.artifacts[0].digest.as_str()));
+    let _ = docker().await.remove_image("slipway.local/slipway/busybox:1", None::<bollard::query_parameters::RemoveImageOptions>, None).await;
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_build_recorded_before_the_naming_rule_that_names_another_projects_image_fails_and_leaves_its_tag(pool: PgPool) {
+    let victim = format!("victim-{}", &slipway_model::id::new_id("x")[2..14]);
+    let manifest = format!("registry: none\nservices:\n  api:\n    build: api\n    image: slipway.local/{victim}/api\n");
+    let files = vec![
+        (".slipway/manifest.yaml", manifest.clone()),
+        ("api/Dockerfile", format!("FROM {BASE_IMAGE}\nRUN echo attacker > /marker\n")),
+    ];
+    let fx = fixture(pool, &files, |_| {}).await;
+    // build creation refuses this manifest now
+    let e: AppError = create_build(&fx.store, &NewBuild { project: fx.project.id.clone(), ..Default::default() }, None).await.unwrap_err().into();
+    assert_eq!(e.problems[0].field, "manifest.services.api.image", "{e:?}");
+    // ... so record the build the way an older Slipway did, then run it.
+    let out = std::process::Command::new("git").arg("-C").arg(fx._repo.path()).args(["rev-parse", "HEAD"]).output().unwrap();
+    let sha = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let parsed = slipway_model::manifest::parse(&manifest).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&parsed.canonical_json()).unwrap();
+    fx.store.record_manifest(&fx.project.id, &sha, &parsed.canonical_hash(), &manifest, &json).await.unwrap();
+    let (spec, _) = fx
+        .store
+        .create_build_spec(&slipway_engine::store::SpecInsert {
+            project_id: fx.project.id.clone(),
+            git_sha: sha.clone(),
+            manifest_hash: parsed.canonical_hash(),
+            services: None,
+            inputs: serde_json::json!({}),
+            registry: None,
+            cache: None,
+            build_args: Default::default(),
+            force_rebuild: false,
+            idempotency_key: None,
+            created_by: None,
+        })
+        .await
+        .unwrap();
+    fx.store.enqueue_run(&spec.id, None, false).await.unwrap();
+    // The victim's image, under the tag this build would give it.
+    let victim_tag = format!("slipway.local/{victim}/api:sha-{}", &sha[..12]);
+    let base = image_id(BASE_IMAGE).await.unwrap();
+    let (repo, tag) = victim_tag.rsplit_once(':').unwrap();
+    let options = bollard::query_parameters::TagImageOptions { repo: Some(repo.into()), tag: Some(tag.into()) };
+    docker().await.tag_image(&base, Some(options)).await.unwrap();
+
+    fx.runner.run_once().await.unwrap().expect("a queued run");
+    let d = fx.store.get_build(&spec.id).await.unwrap();
+    let moved = image_id(&victim_tag).await;
+    let _ = docker().await.remove_image(&victim_tag, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
+    assert_eq!(d.runs[0].status, BuildRunStatus::Failed, "{:?}", d.runs[0]);
+    assert_eq!(d.runs[0].error_code.as_deref(), Some("build_error"));
+    let message = d.runs[0].error_message.clone().unwrap_or_default();
+    assert!(message.contains("services.api.image") && message.contains(&victim), "{message}");
+    assert!(d.artifacts.is_empty());
+    assert_eq!(moved.as_deref(), Some(base.as_str()), "the victim's tag did not move");
+    assert!(!fx.log_text(&d.runs[0].id).await.contains("building api"), "nothing was built");
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_registry_of_the_projects_own_that_is_slipways_under_another_namespace_fails_before_building(pool: PgPool) {
+    // Build creation cannot know that this host is Slipway's registry; the runner does.
+    let files = vec![
+        (".slipway/manifest.yaml", "registry:\n  host: registry.internal:5000\n  namespace: other\nservices:\n  api:\n    build: api\n".to_string()),
+        ("api/Dockerfile", format!("FROM {BASE_IMAGE}\nRUN echo attacker\n")),
+    ];
+    let fx = fixture(pool, &files, |c| c.default_registry = Some("registry.internal:5000".into())).await;
+    // On the project's registries list (an admin's mistake): the namespace rule still holds.
+    list_registry(&fx, "registry.internal:5000", None).await;
+    let d = fx.build_once(|_| {}).await;
+    let run = &d.runs[0];
+    assert_eq!(run.status, BuildRunStatus::Failed, "{run:?}");
+    assert_eq!(run.error_code.as_deref(), Some("build_error"), "{run:?}");
+    let message = run.error_message.clone().unwrap_or_default();
+    assert!(message.contains("registry.namespace") && message.contains("Slipway's registry"), "{message}");
+    assert!(!fx.log_text(&run.id).await.contains("building api"), "nothing was built");
+    assert!(image_id(&format!("registry.internal:5000/other/api:sha-{}", &d.spec.git_sha[..12])).await.is_none());
 }

@@ -9,6 +9,7 @@ pub mod diagnose;
 pub mod error;
 pub mod health;
 pub mod id;
+pub mod image_name;
 pub mod limits;
 pub mod logs;
 pub mod manifest;

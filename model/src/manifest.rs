@@ -1086,6 +1086,11 @@ impl Parser {
                             "`{image}` has a tag or digest; when a service is built, `image` names the repository to push to and Slipway tags each build"
                         ),
                     );
+                } else if let Some(reason) = crate::image_name::reserved_reason(image) {
+                    self.problem(
+                        &image_path,
+                        format!("{reason}: a built image is named inside the project's own namespace; leave `image` out"),
+                    );
                 }
             }
         }
@@ -3214,6 +3219,17 @@ services:
         );
         ok("services: {api: {build: ., image: 'localhost:5000/acme/api'}}");
         ok("services: {db: {image: 'postgres:16@sha256:abc'}}");
+    }
+
+    #[test]
+    fn a_built_service_may_not_take_a_name_reserved_for_slipway() {
+        for image in ["slipway/busybox", "docker.io/slipway/busybox", "slipway/anything/else"] {
+            let p = problems(&format!("services: {{api: {{build: ., image: '{image}'}}}}"));
+            assert!(has(&p, "services.api.image: `"), "{image}: {p:?}");
+            assert!(p.iter().any(|x| x.contains("reserved for Slipway's own images")), "{image}: {p:?}");
+        }
+        // Running Slipway's base image as a prebuilt service is fine.
+        ok("services: {tools: {image: 'slipway/busybox:1'}}");
     }
 
     #[test]

@@ -72,7 +72,7 @@ impl AppState {
     }
 
     fn context(&self) -> AppContext {
-        AppContext { store: self.store.clone(), secrets: self.secrets.clone(), deploy_kick: self.deploy_kick.clone() }
+        AppContext { store: self.store.clone(), secrets: self.secrets.clone(), deploy_kick: self.deploy_kick.clone(), registry: self.registry.clone() }
     }
 }
 

@@ -3,6 +3,7 @@
 //! queue a run. Every bad field is a 4xx naming it.
 
 use slipway_model::build::{is_git_sha, is_manifest_hash, parse_build_args, BuildDetail, NewBuild};
+use slipway_model::image_name::{ProjectImages, SlipwayRegistry};
 use slipway_model::limits::MAX_LIST_ITEMS;
 use slipway_model::manifest::{self, MANIFEST_PATH};
 use slipway_model::{AppError, FieldProblem};
@@ -16,8 +17,17 @@ use crate::store::{SpecInsert, Store};
 pub const MAX_TIMEOUT_SECONDS: u32 = 86_400;
 
 /// Creates (or, with a known idempotency key, finds) a build spec and queues a run.
-#[tracing::instrument(skip_all, fields(project = %input.project))]
+/// Image names are checked without knowing Slipway's registry host (the
+/// runner checks them again); the API uses [`create_build_for`].
 pub async fn create_build(store: &Store, input: &NewBuild, created_by: Option<&str>) -> Result<BuildDetail> {
+    create_build_for(store, input, created_by, &SlipwayRegistry::Unknown).await
+}
+
+/// [`create_build`] on a server that knows Slipway's registry, so a
+/// manifest pushing into another project's repository there is refused
+/// here, with a 422 naming the field.
+#[tracing::instrument(skip_all, fields(project = %input.project))]
+pub async fn create_build_for(store: &Store, input: &NewBuild, created_by: Option<&str>, slipway_registry: &SlipwayRegistry) -> Result<BuildDetail> {
     if input.project.trim().is_empty() {
         return Err(AppError::invalid("project", "is required (id, slug or name)").into());
     }
@@ -53,11 +63,16 @@ pub async fn create_build(store: &Store, input: &NewBuild, created_by: Option<&s
             problems.push(FieldProblem { field: "cache".into(), message: "must be a JSON object".into() });
         }
     }
-    if let Some(registry) = &input.registry {
-        if let Err(e) = parse_registry_override(registry) {
-            problems.push(FieldProblem { field: "registry".into(), message: e.message });
-        }
-    }
+    let registry_override = match &input.registry {
+        Some(registry) => match parse_registry_override(registry) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                problems.push(FieldProblem { field: "registry".into(), message: e.message });
+                None
+            }
+        },
+        None => None,
+    };
     let build_args = match parse_build_args(&input.build_args) {
         Ok(a) => Some(a),
         Err(e) => {
@@ -100,6 +115,22 @@ pub async fn create_build(store: &Store, input: &NewBuild, created_by: Option<&s
             )
             .into());
         }
+    }
+    // Built images are named inside the project's own namespace: a name
+    // reserved for Slipway or in another project's namespace is refused
+    // here (the runner checks again, knowing Slipway's registry host).
+    let registry = registry_override.as_ref().unwrap_or(&parsed.registry);
+    let images = ProjectImages::new(&project.slug, registry, slipway_registry.clone());
+    let naming: Vec<FieldProblem> = images
+        .check_manifest(&parsed)
+        .into_iter()
+        .map(|p| {
+            let field = if registry_override.is_some() && p.path.starts_with("registry") { "registry".to_string() } else { format!("manifest.{}", p.path) };
+            FieldProblem { field, message: p.message }
+        })
+        .collect();
+    if !naming.is_empty() {
+        return Err(AppError::invalid_fields(naming).into());
     }
     let services = match &input.services {
         None => None,

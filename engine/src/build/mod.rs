@@ -8,6 +8,7 @@ pub mod create;
 pub mod diagnose;
 pub mod dockerignore;
 pub mod git_access;
+pub mod image_archive;
 pub mod legacy;
 pub mod logs;
 mod realm;

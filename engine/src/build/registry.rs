@@ -11,7 +11,6 @@
 //! Registry passwords never appear in a log line or an error message.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -90,74 +89,13 @@ impl RegistryTarget {
     }
 }
 
-/// The image repository for a service: `host/<namespace or project slug>/<service>`,
-/// lowercased and reduced to what a Docker reference allows.
-pub fn image_name(host: &str, namespace: Option<&str>, project_slug: &str, service: &str) -> String {
-    let host = normalize_host(host);
-    let namespace = namespace
-        .map(|ns| ns.split('/').map(|c| path_component(c, "")).filter(|c| !c.is_empty()).collect::<Vec<_>>().join("/"))
-        .filter(|ns| !ns.is_empty())
-        .unwrap_or_else(|| path_component(project_slug, "project"));
-    let service = path_component(service, "app");
-    format!("{host}/{namespace}/{service}")
-}
-
-/// `host` without a scheme or trailing slash, lowercased.
-fn normalize_host(host: &str) -> String {
-    let h = host.trim();
-    let h = h.strip_prefix("https://").or_else(|| h.strip_prefix("http://")).unwrap_or(h);
-    h.trim_end_matches('/').to_ascii_lowercase()
-}
-
-/// One path component of a reference: `[a-z0-9]+` joined by `.`, `_`, `__`
-/// or dashes; anything else becomes a dash. Empty input gives `fallback`.
-fn path_component(raw: &str, fallback: &str) -> String {
-    let lower = raw.trim().to_lowercase();
-    let mut out = String::new();
-    let mut sep = String::new();
-    for c in lower.chars() {
-        if c.is_ascii_lowercase() || c.is_ascii_digit() {
-            if !out.is_empty() && !sep.is_empty() {
-                let valid = sep == "." || sep == "_" || sep == "__" || sep.chars().all(|s| s == '-');
-                out.push_str(if valid { &sep } else { "-" });
-            }
-            sep.clear();
-            out.push(c);
-        } else if c == '.' || c == '_' || c == '-' {
-            sep.push(c);
-        } else {
-            sep.push('-');
-        }
-    }
-    if out.is_empty() {
-        fallback.to_string()
-    } else {
-        out
-    }
-}
+pub use slipway_model::image_name::image_name;
+use slipway_model::image_name::{host_without_port, is_loopback, normalize_host};
 
 /// The tag for a commit: `sha-` and its first 12 hex digits.
 pub fn sha_tag(sha: &str) -> String {
     let hex: String = sha.chars().filter(char::is_ascii_hexdigit).take(12).collect();
     format!("sha-{}", hex.to_ascii_lowercase())
-}
-
-/// `host` without its port (and without IPv6 brackets).
-fn host_without_port(host: &str) -> &str {
-    let host = host.trim();
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match host.matches(':').count() {
-        1 => host.split(':').next().unwrap_or(host),
-        _ => host,
-    }
-}
-
-/// Whether a registry host is on the loopback interface.
-fn is_loopback(host: &str) -> bool {
-    let h = host_without_port(host);
-    h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether plain HTTP may be used for `host`: loopback hosts always; others

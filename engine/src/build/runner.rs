@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use slipway_model::build::BuildSpec;
+use slipway_model::image_name::{NamingProblem, ProjectImages, SlipwayRegistry};
 use slipway_model::manifest::{self, Manifest, Registry};
 use slipway_model::project::Project;
 use slipway_model::status::ErrorClass;
@@ -247,7 +248,7 @@ impl Runner {
             .map_err(internal)?
             .ok_or_else(|| internal("the manifest of this build was not recorded"))?;
         let manifest = manifest::parse(&content).map_err(|e| BuildFailure::new(ErrorClass::BuildError, format!("manifest: {e}")))?;
-        let plan = self.registry_plan(&spec, &project, &manifest).await?;
+        let (plan, images) = self.registry_plan(&spec, &project, &manifest).await?;
         let mut secrets = match &self.secrets {
             Some(sb) => self.store.all_secret_values(sb, &project.id).await.map_err(internal)?,
             None => Vec::new(),
@@ -276,6 +277,7 @@ impl Runner {
             project: &project,
             manifest: &manifest,
             plan: &plan,
+            images: &images,
             build_auth,
             log: &log,
             run_id: &run.id,
@@ -335,21 +337,25 @@ impl Runner {
         }
     }
 
-    async fn registry_plan(&self, spec: &BuildSpec, project: &Project, manifest: &Manifest) -> Result<RegistryPlan, BuildFailure> {
+    /// Where the run's images go, and the project's image namespaces (a
+    /// registry that points into another project's namespace is refused).
+    async fn registry_plan(&self, spec: &BuildSpec, project: &Project, manifest: &Manifest) -> Result<(RegistryPlan, ProjectImages), BuildFailure> {
         let registry = match &spec.registry {
             Some(v) => parse_registry_override(v)?,
             None => manifest.registry.clone(),
         };
-        match registry {
-            Registry::None => Ok(RegistryPlan::NoPush { prefix: project.slug.clone() }),
+        let images = ProjectImages::new(&project.slug, &registry, SlipwayRegistry::from_config(self.config.default_registry.as_deref()));
+        images.build_namespace().map_err(naming_failure)?;
+        let plan = match registry {
+            Registry::None => RegistryPlan::NoPush,
             Registry::Native => match &self.config.default_registry {
-                Some(host) => Ok(RegistryPlan::Push(RegistryTarget {
+                Some(host) => RegistryPlan::Push(RegistryTarget {
                     embedded: true,
                     namespace: Some(project.slug.clone()),
                     insecure: reg::insecure_allowed(host),
                     ..RegistryTarget::new(host.clone())
-                })),
-                None => Ok(RegistryPlan::NoPush { prefix: project.slug.clone() }),
+                }),
+                None => RegistryPlan::NoPush,
             },
             byo @ Registry::Byo { .. } => {
                 // Only a registry on the project's list, with its listed secrets.
@@ -385,15 +391,16 @@ impl Runner {
                         Some((user, token))
                     }
                 };
-                Ok(RegistryPlan::Push(RegistryTarget {
+                RegistryPlan::Push(RegistryTarget {
                     insecure: reg::insecure_allowed(&host),
                     namespace: namespace.or_else(|| Some(project.slug.clone())),
                     credentials,
                     auth_hosts: listing.map(|l| l.auth_hosts).unwrap_or_default(),
                     ..RegistryTarget::new(host)
-                }))
+                })
             }
-        }
+        };
+        Ok((plan, images))
     }
 
     /// A push of `repo` to Slipway's registry carries a fresh credential for
@@ -412,8 +419,8 @@ impl Runner {
     }
 
     async fn phases(&self, ctx: RunCtx<'_>) -> Result<Option<String>, Stop> {
-        let RunCtx { spec, project, manifest, plan, log, run_id, .. } = &ctx;
-        let (spec, project, manifest, plan, log, run_id) = (*spec, *project, *manifest, *plan, *log, *run_id);
+        let RunCtx { spec, project, manifest, plan, images, log, run_id, .. } = &ctx;
+        let (spec, project, manifest, plan, images, log, run_id) = (*spec, *project, *manifest, *plan, *images, *log, *run_id);
         // Reuse.
         if self.config.reuse && !ctx.force_rebuild {
             if let Some(from) = self.store.find_reusable_run(spec).await.map_err(internal)? {
@@ -491,7 +498,7 @@ impl Runner {
                 &format!("{name}: context `{}` — {} files, {} bytes, {} ignored by .dockerignore", build.context, stats.files, stats.bytes, stats.ignored),
             )
             .await;
-            let repo = plan.image_name(name, service.image.as_deref());
+            let repo = images.repository(name, service.image.as_deref()).map_err(naming_failure)?;
             let mut labels = BTreeMap::new();
             labels.insert("dev.slipway.project".to_string(), project.slug.clone());
             labels.insert("dev.slipway.build".to_string(), spec.id.clone());
@@ -564,7 +571,7 @@ impl Runner {
                     reg::point_tag(&self.docker, repo, &image.image_id, &tag, &digest, target, log).await?;
                     digest
                 }
-                RegistryPlan::NoPush { .. } => {
+                RegistryPlan::NoPush => {
                     log.system(Phase::Push, &format!("{name}: registry is \"none\": not pushed; recording the local image id")).await;
                     reg::tag_local(&self.docker, &image.image_id, repo, &tag).await?;
                     image.image_id.clone()
@@ -679,6 +686,7 @@ struct RunCtx<'a> {
     project: &'a Project,
     manifest: &'a Manifest,
     plan: &'a RegistryPlan,
+    images: &'a ProjectImages,
     build_auth: String,
     log: &'a LogSink,
     run_id: &'a str,
@@ -702,20 +710,16 @@ fn managed_value(name: &str, ctx: &RunCtx<'_>, config: &RunnerConfig) -> String 
 /// Where a run's images go.
 enum RegistryPlan {
     Push(RegistryTarget),
-    /// Registry `"none"`: images stay local, named `<project>/<service>`.
-    NoPush { prefix: String },
+    /// Registry `"none"`: images stay local, named `slipway.local/<project>/<service>`.
+    NoPush,
+}
+
+/// A refused image name or registry fails the run as a manifest problem.
+fn naming_failure(p: NamingProblem) -> BuildFailure {
+    BuildFailure::new(ErrorClass::BuildError, format!("manifest: {p}"))
 }
 
 impl RegistryPlan {
-    fn image_name(&self, service: &str, explicit: Option<&str>) -> String {
-        if let Some(image) = explicit {
-            return image.to_string();
-        }
-        match self {
-            RegistryPlan::Push(t) => reg::image_name(&t.host, t.namespace.as_deref(), "", service),
-            RegistryPlan::NoPush { prefix } => format!("{prefix}/{service}"),
-        }
-    }
 
     fn credentials(&self) -> Option<(&str, &str)> {
         match self {

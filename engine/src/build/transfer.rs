@@ -9,9 +9,11 @@
 //!   id, so the archive carries no tags that could overwrite a name on the
 //!   importing engine).
 //!
-//! Importing into a project loads the images (`docker load`, checking each
-//! image id listed in `build.json` is there and nothing else is tagged),
-//! names each `<registry>/<project>/<service>:<original tag>`, pushes it to
+//! Importing into a project checks `images.tar` and loads it (see
+//! [`super::image_archive`]: no entry or metadata file may name an image,
+//! and a name the engine reports setting anyway is put back and fails the
+//! import), names each image inside the project's namespace,
+//! `<registry>/<project>/<service>:<original tag>`, pushes it to
 //! Slipway's registry, records the manifest for the target project at the
 //! same commit, a build spec with one completed run (backend `import`) and
 //! its artifacts carrying the pushed digests, and creates a release of it.
@@ -22,19 +24,22 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use bollard::query_parameters::{CreateImageOptions, ImportImageOptions, TagImageOptions};
+use bollard::query_parameters::{CreateImageOptions, TagImageOptions};
 use bollard::Docker;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use slipway_model::build::{is_git_sha, is_manifest_hash, BuildArtifact, BuildRun, BuildSpec, ImportedBuild};
 use slipway_model::id::{self, RUN};
+use slipway_model::image_name::{ProjectImages, SlipwayRegistry};
+use slipway_model::manifest::Registry;
 use slipway_model::manifest::{self, MANIFEST_PATH};
 use slipway_model::release::{is_image_digest, NewRelease};
 use slipway_model::status::BuildRunStatus;
 use slipway_model::AppError;
 use tokio::io::AsyncWriteExt;
 
+use super::image_archive::{self, EntryNames};
 use super::registry::{self as reg, RegistryTarget};
 use crate::registry_auth::TokenIssuer;
 use bollard::auth::DockerCredentials;
@@ -334,7 +339,7 @@ pub async fn open_import(path: &Path) -> Result<ImportArchive> {
     check_build_file(&build)?;
     let tar_path = images_tar.clone();
     let expected: Vec<String> = build.images.iter().map(|i| i.image_id.clone()).collect();
-    tokio::task::spawn_blocking(move || check_images_tar(&tar_path, &expected))
+    tokio::task::spawn_blocking(move || image_archive::check_images_tar(&tar_path, &expected))
         .await
         .map_err(|e| Error::Io(format!("reading images.tar stopped: {e}")))??;
     Ok(ImportArchive { build, images_tar, _scratch: scratch })
@@ -349,14 +354,14 @@ fn unpack(path: &Path, dir: &Path) -> Result<(Vec<u8>, PathBuf)> {
         .map_err(|e| invalid_archive(format!("not a gzipped tar archive (.tgz) as `slipway build export` writes: {e}")))?;
     let mut json: Option<Vec<u8>> = None;
     let mut images: Option<PathBuf> = None;
+    let mut names = EntryNames::default();
     for entry in entries {
         let mut entry = entry.map_err(|e| invalid_archive(format!("not a gzipped tar archive (.tgz) as `slipway build export` writes: {e}")))?;
-        let name = entry.path().map_err(|e| invalid_archive(format!("bad entry name: {e}")))?.to_string_lossy().into_owned();
-        let name = name.trim_start_matches("./");
+        let name = names.admit("the archive", &entry)?;
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        match name {
+        match name.as_str() {
             "build.json" => {
                 if entry.header().size().unwrap_or(u64::MAX) > MAX_BUILD_JSON {
                     return Err(invalid_archive("build.json is larger than 16 MiB"));
@@ -438,55 +443,20 @@ fn check_build_file(b: &ExportedBuildFile) -> Result<()> {
         if !is_image_digest(&image.image_id) {
             return Err(invalid_archive(format!("build.json: the image id of {} is malformed", a.service_name)));
         }
+        if tag_of(&a.image_ref).is_some_and(|t| !is_tag(t)) {
+            return Err(invalid_archive(format!("build.json: the tag of artifact {} is not a valid image tag", a.service_name)));
+        }
     }
     Ok(())
 }
 
-/// `docker save` output must hold the listed images and no tags.
-fn check_images_tar(path: &Path, expected_ids: &[String]) -> Result<()> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io("opening images.tar", e))?;
-    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
-    let mut manifest: Option<serde_json::Value> = None;
-    let mut repositories: Option<serde_json::Value> = None;
-    let entries = archive.entries().map_err(|e| invalid_archive(format!("images.tar is not a tar archive: {e}")))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| invalid_archive(format!("images.tar is not a tar archive: {e}")))?;
-        let name = entry.path().map(|p| p.to_string_lossy().trim_start_matches("./").to_string()).unwrap_or_default();
-        if name != "manifest.json" && name != "repositories" {
-            continue;
-        }
-        let mut buf = Vec::new();
-        (&mut entry).take(MAX_BUILD_JSON).read_to_end(&mut buf).map_err(|e| invalid_archive(format!("images.tar: {name}: {e}")))?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&buf).map_err(|e| invalid_archive(format!("images.tar: {name} is not JSON: {e}")))?;
-        if name == "manifest.json" {
-            manifest = Some(value);
-        } else {
-            repositories = Some(value);
-        }
-    }
-    if repositories.as_ref().and_then(|r| r.as_object()).is_some_and(|o| !o.is_empty()) {
-        return Err(invalid_archive("images.tar tags images (`repositories`); an export never does"));
-    }
-    let Some(entries) = manifest.as_ref().and_then(|m| m.as_array()) else {
-        return Err(invalid_archive("images.tar has no manifest.json: it is not `docker save` output"));
-    };
-    let mut configs = Vec::new();
-    for e in entries {
-        if e.get("RepoTags").and_then(|t| t.as_array()).is_some_and(|t| !t.is_empty()) {
-            return Err(invalid_archive("images.tar tags images (RepoTags); an export never does"));
-        }
-        if let Some(c) = e.get("Config").and_then(|c| c.as_str()) {
-            configs.push(c.to_string());
-        }
-    }
-    for id in expected_ids {
-        let hex = id.trim_start_matches("sha256:");
-        if !configs.iter().any(|c| c.contains(hex)) {
-            return Err(invalid_archive(format!("images.tar does not contain image {id}")));
-        }
-    }
-    Ok(())
+/// Docker's tag syntax: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+fn is_tag(t: &str) -> bool {
+    let b = t.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 /// The tag of an image reference (`repo:tag`), if it has one.
@@ -534,14 +504,8 @@ pub async fn import_archive(
     }
 
     // Load the images.
-    let file = tokio::fs::File::open(&archive.images_tar).await.map_err(|e| Error::io("opening images.tar", e))?;
-    let options = ImportImageOptions { quiet: true, ..Default::default() };
-    let mut load = docker.import_image_stream(options, tokio_util::io::ReaderStream::new(file), None);
-    while let Some(item) = load.next().await {
-        if let Err(e) = item {
-            return Err(invalid_archive(format!("the engine could not load the images: {}", engine_text(&e))));
-        }
-    }
+    let expected: Vec<String> = b.images.iter().map(|i| i.image_id.clone()).collect();
+    image_archive::load_images(docker, &archive.images_tar, &expected).await?;
     for image in &b.images {
         if docker.inspect_image(&image.image_id).await.is_err() {
             return Err(invalid_archive(format!("image {} of {} is not on the engine after loading", image.image_id, image.service)));
@@ -562,15 +526,16 @@ pub async fn import_archive(
         let grant = crate::registry_auth::Grant::project(&project.slug, &[]);
         target = Some(issuer.authorize(t, &crate::registry_auth::issuer::project_subject(&project.slug), grant)?);
     }
+    let images = match registry {
+        Some(host) => ProjectImages::new(&project.slug, &Registry::Native, SlipwayRegistry::Host(host.to_string())),
+        None => ProjectImages::new(&project.slug, &Registry::None, SlipwayRegistry::Disabled),
+    };
     let (log, _lines) = LogSink::memory();
     let mut artifacts = Vec::with_capacity(b.artifacts.len());
     for a in &b.artifacts {
         let image = b.images.iter().find(|i| i.service == a.service_name).ok_or_else(|| invalid_archive("no image"))?;
         let tag = tag_of(&a.image_ref).map(str::to_string).unwrap_or_else(|| reg::sha_tag(sha));
-        let repo = match &target {
-            Some(t) => reg::image_name(&t.host, t.namespace.as_deref(), &project.slug, &a.service_name),
-            None => format!("{}/{}", project.slug, a.service_name),
-        };
+        let repo = images.repository(&a.service_name, None).map_err(|p| Error::Io(format!("naming the imported image: {p}")))?;
         docker
             .tag_image(&image.image_id, Some(TagImageOptions { repo: Some(repo.clone()), tag: Some(tag.clone()) }))
             .await

@@ -11,7 +11,7 @@ mod registry;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
-pub use base_image::{ensure_base_image, BASE_IMAGE};
+pub use base_image::{ensure_base_image, ensure_base_image_as, BASE_IMAGE};
 pub use dockerd::{connect_or_start_docker, DockerEngine};
 pub use postgres::EmbeddedPostgres;
 pub use registry::{probe_registry, EmbeddedRegistry, RegistryTokenAuth};

@@ -1,6 +1,7 @@
 //! The base-image check a run passes before BuildKit starts: every image
 //! a service's Dockerfile refers to must be an image of the project itself
-//! (its namespace of Slipway's registry), a stage of the same Dockerfile, or
+//! (its namespace of Slipway's registry or its local namespace, as
+//! [`slipway_model::image_name`] defines them), a stage of the same Dockerfile, or
 //! on the allowed-images list for the project. A refusal names the file,
 //! the line, the reference and the rule.
 
@@ -8,10 +9,12 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Component, Path};
 
+use slipway_model::image_name::{is_project_image, SlipwayRegistry};
+use slipway_model::manifest::Registry;
 use slipway_model::status::ErrorClass;
 
 use super::dockerfile::{image_uses, Resolved};
-use super::reference::{is_project_image, ImagePattern, ImageRef};
+use super::reference::{ImagePattern, ImageRef};
 use crate::build::BuildFailure;
 
 /// What a project's builds may use.
@@ -58,9 +61,10 @@ impl std::fmt::Display for Violation {
 impl BaseImagePolicy {
     /// The rule, as refusals state it.
     fn rule(&self) -> String {
+        let local = format!("{}/{}/…", slipway_model::image_name::LOCAL_ROOT, self.project_slug);
         let own = match &self.registry_host {
-            Some(host) => format!("an image of project {} ({host}/{}/…)", self.project_slug, self.project_slug),
-            None => format!("an image of project {}", self.project_slug),
+            Some(host) => format!("an image of project {} ({host}/{}/…) or its local images ({local})", self.project_slug, self.project_slug),
+            None => format!("an image of project {} ({local})", self.project_slug),
         };
         format!(
             "a build may only use {own}, a stage of the same Dockerfile, or an allowed base image (`slipway base-images list`; an administrator adds one with `slipway base-images add <pattern> [--project {}]`)",
@@ -78,7 +82,10 @@ impl BaseImagePolicy {
                 Resolved::Image(reference) => match ImageRef::parse(reference) {
                     None => format!("`{reference}` is not a valid image reference"),
                     Some(image) => {
-                        let own = self.registry_host.as_deref().is_some_and(|h| is_project_image(&image, &self.project_slug, h));
+                        // The project's own: its path in Slipway's registry or its local namespace
+                        // (not a registry path its manifest declares, which another project may declare too).
+                        let slipway = SlipwayRegistry::from_config(self.registry_host.as_deref());
+                        let own = is_project_image(reference, &self.project_slug, &Registry::Native, &slipway);
                         if own || self.allowed.iter().any(|p| p.allows(&image)) {
                             continue;
                         }
@@ -163,6 +170,14 @@ mod tests {
     fn own_images_stages_scratch_and_allowed_images_pass() {
         let df = "FROM slipway/busybox:1 AS base\nFROM 127.0.0.1:5000/alpha/api:sha-1\nCOPY --from=base / /\nFROM scratch\n";
         assert_eq!(policy(&["slipway/busybox:1"]).check("api/Dockerfile", df, &BTreeMap::new()), vec![]);
+        let local = "FROM slipway.local/alpha/base:1\nCOPY --from=slipway.local/alpha/tools:sha-1 / /\n";
+        assert_eq!(policy(&[]).check("api/Dockerfile", local, &BTreeMap::new()), vec![]);
+    }
+
+    #[test]
+    fn another_projects_local_image_is_refused() {
+        let df = "FROM slipway.local/beta/api:1\n";
+        assert_eq!(policy(&[]).check("api/Dockerfile", df, &BTreeMap::new()).len(), 1);
     }
 
     #[test]

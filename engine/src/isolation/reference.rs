@@ -96,8 +96,9 @@ pub fn normalize_host(host: &str) -> String {
 /// Whether `image` lies in the project's own namespace of Slipway's
 /// registry: `<registry host>/<project slug>/…`.
 ///
-/// The one place that decides this for the base-image check and the
-/// registry token issuer (until the image-naming work lands its own).
+/// Used by the registry token issuer (paths in Slipway's registry); the
+/// base-image check asks [`slipway_model::image_name::is_project_image`],
+/// which also knows the project's local namespace.
 pub fn is_project_image(image: &ImageRef, project_slug: &str, registry_host: &str) -> bool {
     image.domain == normalize_host(registry_host) && is_project_repository(&image.path, project_slug)
 }
