@@ -226,6 +226,10 @@ async fn anonymous_pulls_and_pushes_and_another_projects_token_are_refused_by_th
     }
 }
 
+/// A manifest `image` in another project's namespace is refused when the
+/// build is requested (before anything runs), and B's image is untouched.
+/// (Were it to get that far, the registry would refuse A's token for B's
+/// repository too: see `registry_tokens.rs` and the anonymous/other-token test above.)
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
 async fn a_build_naming_another_projects_repository_as_its_image_cannot_push_over_it(pool: PgPool) {
     let mut w = Builds::new(pool).await;
@@ -238,16 +242,14 @@ async fn a_build_naming_another_projects_repository_as_its_image_cannot_push_ove
         ("api/evil.txt", "overwritten\n".to_string()),
     ];
     let a = w.project("pusher", &files).await;
-    let d = w.build(&a).await;
-    let run = &d.runs[0];
-    assert_eq!(run.status, BuildRunStatus::Failed, "{:?}", run.error_message);
-    assert_eq!(run.error_code.as_deref(), Some("auth_error"), "{:?}", run.error_message);
-    let message = run.error_message.clone().unwrap_or_default();
-    assert!(message.contains(&format!("refused project {}'s token", a.slug)), "{message}");
-    assert!(d.artifacts.is_empty());
+    let input = slipway_model::build::NewBuild { project: a.slug.clone(), run: true, ..Default::default() };
+    let refused = slipway_engine::build::create::create_build(&w.store, &input, None).await.expect_err("the build is refused");
+    let slipway_engine::Error::App(e) = refused else { panic!("a user error, not {refused}") };
+    assert_eq!(e.code, slipway_model::ErrorCode::InvalidInput, "{e:?}");
+    assert_eq!(e.problems.first().map(|p| p.field.as_str()), Some("manifest.services.api.image"), "{e:?}");
+    assert!(e.message.contains("outside this project's image namespace") && e.message.contains(&format!("/{}/", a.slug)), "{}", e.message);
+    let builds: (i64,) = sqlx::query_as("SELECT count(*) FROM build_specs WHERE project_id = $1").bind(&a.id).fetch_one(w.store.pool()).await.unwrap();
+    assert_eq!(builds.0, 0, "nothing was queued");
     // B's image is untouched.
     assert_eq!(registry_digest(&image).await.as_deref(), Some(digest.as_str()));
-    let diagnosis = diagnose(&w.store, &d.spec.id).await.unwrap().failure.expect("a failure diagnosis");
-    assert_eq!(diagnosis.class, ErrorClass::AuthError);
-    assert!(diagnosis.hint.contains(&format!("push only to {}/{}/", registry(), a.slug)), "{}", diagnosis.hint);
 }

@@ -24,6 +24,7 @@ use slipway_engine::build::create::create_build;
 use slipway_engine::build::registry::{remote_digest, RegistryTarget};
 use slipway_engine::build::runner::{Runner, RunnerConfig};
 use slipway_engine::embedded::{ensure_base_image, BASE_IMAGE};
+use slipway_engine::registry_auth::TokenIssuer;
 use slipway_engine::Store;
 use slipway_model::build::{BuildDetail, NewBuild};
 use slipway_model::project::{NewProject, Project};
@@ -59,6 +60,8 @@ async fn world(pool: PgPool) -> World {
     let mut state = AppState::for_tests(support::leptos(), store.clone());
     state.docker = Some(docker.clone());
     state.registry = Some(registry());
+    // The test registry takes only Slipway's tokens: imports push with them.
+    state.registry_tokens = TokenIssuer::from_env(&registry()).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY");
     let work = tempfile::tempdir().unwrap();
     let config = RunnerConfig::new(work.path().to_path_buf(), Some(registry()));
     let runner = Runner::new(store.clone(), docker.clone(), Arc::new(BuildKitBackend::new(docker.clone())), None, config);
@@ -176,7 +179,11 @@ async fn a_manifest_pushing_into_another_projects_repository_is_refused_at_build
     let artifact = &built.artifacts[0];
     let tag = artifact.image_ref.rsplit(':').next().unwrap().to_string();
     let victim_local = w.image_id(&artifact.image_ref).await.expect("the victim's local tag");
-    let target = RegistryTarget::new(host.clone());
+    // A pull credential for the victim's repositories (the registry refuses anonymous reads).
+    let target = match TokenIssuer::from_env(&host).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY") {
+        Some(issuer) => issuer.pull_target(&host, &victim.slug).expect("a pull credential"),
+        None => RegistryTarget::new(host.clone()),
+    };
     let victim_repo_name = format!("{}/api", victim.slug);
     let victim_remote = remote_digest(&host, &victim_repo_name, &tag, &target).await.unwrap();
     assert_eq!(victim_remote.as_deref(), Some(artifact.digest.as_str()));
