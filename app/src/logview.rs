@@ -176,14 +176,27 @@ pub fn LogViewer(#[prop(into)] build_id: String, #[prop(into)] run: Signal<Optio
         })
     });
 
-    // Follow the tail: after new rows arrive, scroll to the bottom unless paused.
-    Effect::new(move |_| {
-        let n = rows.read().len();
-        if follow.get_untracked() {
+    // Scroll to the last row once the browser has laid out the rows just
+    // rendered: scrolling at once can run before the list has grown, so the
+    // browser clamps the position and the view is left a batch above the tail
+    // (at the end of a build no further batch comes to fix it).
+    let scroll_to_end = move || {
+        request_animation_frame(move || {
+            if !follow.get_untracked() {
+                return;
+            }
             if let Some(el) = container.get_untracked() {
-                el.set_scroll_top((n as f64 * ROW) as i32);
+                el.set_scroll_top(el.scroll_height());
                 auto_top.set_value(el.scroll_top() as f64);
             }
+        })
+    };
+
+    // Follow the tail: after new rows arrive, scroll to the bottom unless paused.
+    Effect::new(move |_| {
+        rows.track();
+        if follow.get_untracked() {
+            scroll_to_end();
         }
     });
 
@@ -230,11 +243,7 @@ pub fn LogViewer(#[prop(into)] build_id: String, #[prop(into)] run: Signal<Optio
                 {move || (!follow.get()).then(|| view! {
                     <button class="secondary small" id="log-follow" on:click=move |_| {
                         follow.set(true);
-                        let n = rows.read_untracked().len();
-                        if let Some(el) = container.get_untracked() {
-                            el.set_scroll_top((n as f64 * ROW) as i32);
-                            auto_top.set_value(el.scroll_top() as f64);
-                        }
+                        scroll_to_end();
                     }>"Follow ↓"</button>
                 })}
                 {move || conn_note.get().map(|n| view! { <span class="muted small">{n}</span> })}
