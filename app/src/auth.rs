@@ -96,6 +96,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep("GET /builds/{build}/logs.txt", Project(P::Read), false),
     ep("GET /ws/builds/{build}/logs", Project(P::Read), false),
     ep("GET /healthz", Public, false),
+    // Also open to the metrics token (`--metrics-token`), which opens nothing else.
+    ep("GET /metrics", Admin, false),
     // The registry token realm: authenticated by a registry credential, not a Slipway login.
     ep("GET /internal/registry/token", Public, false),
     ep("POST /internal/registry/token", Public, false),

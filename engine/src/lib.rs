@@ -11,6 +11,7 @@ pub mod build;
 pub mod health;
 pub mod isolation;
 pub mod logstream;
+pub mod metrics;
 pub mod pipeline;
 pub mod registries;
 pub mod registry_auth;

@@ -76,6 +76,12 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     };
     let client = slipway_model::auth::ClientInfo { ip: info.ip.clone(), user_agent: info.user_agent.clone() };
     if let Some(token) = bearer(&req) {
+        // The metrics token opens `/metrics` and nothing else.
+        if req.uri().path() == crate::metrics::PATH && state.metrics.as_ref().is_some_and(|m| m.is_token(&token)) {
+            req.extensions_mut().insert(crate::metrics::ScrapeToken);
+            req.extensions_mut().insert(info);
+            return next.run(req).await;
+        }
         match state.store.token_principal(&token).await {
             Ok(Some(p)) => info.principal = Some(p.with_client(client)),
             Ok(None) => {

@@ -13,6 +13,11 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "slipway-server", version, about, long_about)]
 pub struct Cli {
+    /// How the process logs: `text` for people, `json` (one object per
+    /// line, with the span's ids) for log shippers. `RUST_LOG` filters.
+    #[arg(long, env = "SLIPWAY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
+    pub log_format: String,
+
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
@@ -130,6 +135,17 @@ pub struct Serve {
     /// `X-Forwarded-Proto` says).
     #[arg(long, env = "SLIPWAY_FORCE_SECURE_COOKIE", default_value_t = false, action = clap::ArgAction::Set, global = true)]
     pub force_secure_cookie: bool,
+
+    /// A token that reads `GET /metrics` (Prometheus' `bearer_token`) and
+    /// nothing else. Without it only a global administrator's token reads
+    /// the metrics.
+    #[arg(long, env = "SLIPWAY_METRICS_TOKEN", global = true, hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// Also serve `/metrics` (with the same rule) on this address, e.g. an
+    /// interface only the monitoring network reaches.
+    #[arg(long, env = "SLIPWAY_METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<SocketAddr>,
 
     /// Seed the demo project on first run.
     #[arg(long, env = "SLIPWAY_SEED_DEMO", default_value_t = true, action = clap::ArgAction::Set, global = true)]

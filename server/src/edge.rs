@@ -114,6 +114,11 @@ impl Edge {
                 .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
     }
 
+    /// Log followers connected to this process now.
+    pub fn followers(&self) -> usize {
+        self.followers.lock().unwrap_or_else(PoisonError::into_inner).by_build.values().sum()
+    }
+
     /// A place for one more log follower of `build` by user `caller`, held
     /// until the returned slot is dropped; 429 naming the limit when full.
     pub fn follower_slot(&self, caller: &str, build: &str) -> Result<FollowerSlot, AppError> {

@@ -41,6 +41,8 @@ pub struct AppState {
     pub deploy_kick: Option<std::sync::Arc<tokio::sync::Notify>>,
     /// Client address, cookie security and per-process limits.
     pub edge: std::sync::Arc<crate::edge::Edge>,
+    /// This process's metrics for `/metrics` (`None`: not served).
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -67,6 +69,7 @@ impl AppState {
             registry_tokens: None,
             deploy_kick: None,
             edge: Default::default(),
+            metrics: crate::metrics::Metrics::new(None),
             secrets: Some(secrets),
         }
     }
@@ -93,6 +96,7 @@ pub fn app(state: AppState) -> Router {
         .route("/builds/{build}/logs.txt", get(crate::ws::log_text))
         .route("/builds/{build}/export", get(crate::transfer::export))
         .route(crate::realm::PATH, get(crate::realm::token_get).post(crate::realm::token_post))
+        .route(crate::metrics::PATH, get(crate::metrics::scrape))
         .leptos_routes_with_context(&state, routes, move || provide_context(page_ctx.clone()), move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         // Every body but an import's is read into memory, so it is bounded.
@@ -100,6 +104,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/projects/{project}/import", axum::routing::post(crate::transfer::import))
         .layer(middleware::from_fn(error_status))
         .layer(middleware::from_fn_with_state(state.clone(), crate::authn::authenticate))
+        .layer(middleware::from_fn(crate::metrics::track))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(access_span)

@@ -6,6 +6,7 @@ mod authz;
 pub mod config;
 pub mod edge;
 mod http;
+pub mod metrics;
 pub mod realm;
 mod startup;
 mod transfer;
@@ -13,4 +14,5 @@ mod ws;
 
 pub use edge::{Edge, Limits};
 pub use http::{app, AppState};
+pub use metrics::Metrics;
 pub use startup::{run, run_admin_create, run_services};

@@ -11,7 +11,11 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,bollard=warn,hyper=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    if cli.log_format == "json" {
+        tracing_subscriber::fmt().json().with_current_span(true).with_span_list(true).with_env_filter(filter).with_writer(std::io::stderr).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => slipway_server::run(cli.common, cli.serve).await,
         Command::Services => slipway_server::run_services(cli.common).await,

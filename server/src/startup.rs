@@ -218,7 +218,20 @@ async fn serve_inner(
     // Pipeline runs (build → release → deploy) are driven in the background, one driver per run across processes.
     let pipelines = docker.as_ref().map(|d| slipway_engine::pipeline::spawn_driver(store.clone(), Arc::new(slipway_engine::release::LocalDockerTarget::new(d.clone()).with_registry_tokens(registry_tokens.clone())), shutdown.clone()));
     let edge = Arc::new(crate::edge::Edge::new(trusted_proxy_header(serve)?, serve.force_secure_cookie, Default::default()));
-    let state = AppState { leptos, store, docker, docker_endpoint, registry, registry_tokens, log_hub: log_hub.clone(), secrets: Some(secrets), deploy_kick, edge };
+    let metrics = crate::metrics::Metrics::new(serve.metrics_token.clone());
+    let upkeep = metrics.clone().map(crate::metrics::spawn_upkeep);
+    let state = AppState { leptos, store, docker, docker_endpoint, registry, registry_tokens, log_hub: log_hub.clone(), secrets: Some(secrets), deploy_kick, edge, metrics };
+    if let Some(addr) = serve.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the metrics address {addr}"))?;
+        let metrics_router = crate::metrics::router(state.clone());
+        tracing::info!(url = %format!("http://{addr}{}", crate::metrics::PATH), "serving the metrics");
+        tokio::spawn(async move {
+            let service = metrics_router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            if let Err(e) = axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
     let router = app(state);
     let listener = tokio::net::TcpListener::from_std(listener)?;
     tracing::info!(url = %format!("http://{}", serve.addr), "Slipway is serving the dashboard");
@@ -231,6 +244,9 @@ async fn serve_inner(
     }
     if let Some(pipelines) = pipelines {
         let _ = pipelines.await;
+    }
+    if let Some(upkeep) = upkeep {
+        upkeep.abort();
     }
     log_hub.shutdown().await;
     Ok(())

@@ -155,6 +155,7 @@ fn request_for(w: &World, path: &str, n: usize, token: Option<&str>) -> Request<
         "GET /builds/{build}/logs.txt" => ("GET", format!("/builds/{b}/logs.txt?run={r}"), None),
         "GET /ws/builds/{build}/logs" => ("GET", format!("/ws/builds/{b}/logs?run={r}"), None),
         "GET /healthz" => ("GET", "/healthz".into(), None),
+        "GET /metrics" => ("GET", "/metrics".into(), None),
         // No registry credential: 404 here (this world issues no registry tokens), else 401.
         "GET /internal/registry/token" => ("GET", "/internal/registry/token?service=slipway-registry&scope=repository:alpha/api:pull".into(), None),
         "POST /internal/registry/token" => ("POST", "/internal/registry/token".into(), None),

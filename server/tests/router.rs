@@ -50,6 +50,7 @@ async fn router_with(store: Store) -> Router {
         registry_tokens,
         secrets: None,
         deploy_kick: None,
+        metrics: None,
         edge: Default::default(),
     })
 }

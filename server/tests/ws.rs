@@ -81,6 +81,7 @@ impl Fixture {
             log_hub: self.hub.clone(),
             secrets: None,
             deploy_kick: None,
+            metrics: None,
             edge: Default::default(),
         }
     }

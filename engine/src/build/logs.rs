@@ -288,6 +288,7 @@ async fn insert_batch(pool: &PgPool, run_id: &str, batch: &[LogRecord]) -> Resul
     .await?;
     sqlx::query("SELECT pg_notify('build_logs', $1)").bind(format!("{run_id}:{last}")).execute(&mut *tx).await?;
     tx.commit().await?;
+    crate::metrics::log_lines_ingested(batch.len());
     Ok(())
 }
 

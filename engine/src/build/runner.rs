@@ -218,10 +218,19 @@ impl Runner {
     #[tracing::instrument(skip_all, fields(run = %claimed.run.id, build = %claimed.run.build_id))]
     pub async fn execute(&self, claimed: ClaimedRun) {
         let run = &claimed.run;
+        let backend = self.backend.name();
+        crate::metrics::build_run_claimed(backend, crate::metrics::since(run.queued_at));
+        let started = std::time::Instant::now();
         let outcome = match self.prepare_and_run(&claimed).await {
             Ok(outcome) => outcome,
             Err(e) => RunOutcome::Failed { code: e.class.as_str().into(), message: e.message, failed_step: e.failed_step },
         };
+        let (status, class) = match &outcome {
+            RunOutcome::Completed { .. } => ("completed", None),
+            RunOutcome::Failed { code, .. } => ("failed", Some(code.as_str())),
+            RunOutcome::Cancelled { .. } => ("cancelled", None),
+        };
+        crate::metrics::build_run_ended(backend, status, class, started.elapsed());
         match self.store.finish_run(&run.id, &claimed.worker, &outcome).await {
             Ok(true) => {
                 tracing::info!(outcome = ?outcome_name(&outcome), "run finished");

@@ -936,7 +936,15 @@ async fn decide(store: &Store, deployment_id: &str, user_id: &str, may_approve: 
     }
     tx.commit().await?;
     tracing::info!(deployment = %deployment_id, %username, decision = %decision, "approval recorded");
-    get_deployment(store, deployment_id).await
+    crate::metrics::gate_decided(if decision == ApprovalDecision::Approved { "approved" } else { "rejected" });
+    let after = get_deployment(store, deployment_id).await?;
+    if dep.approved_at.is_none() {
+        if let Some(approved_at) = after.approved_at {
+            // This decision satisfied the gate: how long the deployment waited for it.
+            crate::metrics::approval_waited(&after.environment, (approved_at - after.created_at).to_std().unwrap_or_default());
+        }
+    }
+    Ok(after)
 }
 
 /// Under the environment's lock: when the gate of a waiting deployment is
@@ -1062,6 +1070,7 @@ pub async fn execute_deployment(store: &Store, target: &dyn DeployTarget, deploy
     .execute(store.pool())
     .await?;
     guard.commit().await?;
+    crate::metrics::deployment_ended(&dep.environment, status.as_str());
     match &error {
         None => tracing::info!(environment = %dep.environment, "deployment succeeded"),
         Some(e) => tracing::warn!(environment = %dep.environment, error = %e, "deployment failed"),
