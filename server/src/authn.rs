@@ -7,10 +7,9 @@
 //! must be same-origin (`Sec-Fetch-Site`, else `Origin` against `Host`).
 
 use axum::extract::{Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use slipway_app::account::SESSION_COOKIE;
 use slipway_app::auth::{endpoint, AuthInfo};
 use slipway_model::{AppError, ErrorCode};
@@ -18,8 +17,7 @@ use slipway_model::{AppError, ErrorCode};
 use crate::http::AppState;
 
 fn error(e: AppError) -> Response {
-    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, Json(e)).into_response()
+    crate::problem::ApiError(e).into_response()
 }
 
 fn bearer(req: &Request) -> Option<String> {

@@ -18,7 +18,7 @@ use slipway_engine::Store;
 use slipway_model::AppError;
 
 use crate::http::AppState;
-use crate::ws::ApiError;
+use crate::problem::ApiError;
 
 /// The authenticated (or anonymous) caller of a plain route, with its rule.
 pub struct Caller {

@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use slipway_model::{limits, AppError, ErrorCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::ws::ApiError;
+use crate::problem::ApiError;
 
 /// Per-process limits; [`Limits::default`] holds the documented numbers
 /// (`slipway_model::limits`).

@@ -5,18 +5,16 @@
 use axum::body::Body;
 use axum::extract::{FromRef, Request, State};
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::middleware;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use http_body_util::BodyExt;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, handle_server_fns_with_context, LeptosRoutes};
 use slipway_app::server::AppContext;
 use slipway_app::{shell, App};
 use slipway_engine::Store;
-use slipway_model::AppError;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -102,7 +100,7 @@ pub fn app(state: AppState) -> Router {
         // Every body but an import's is read into memory, so it is bounded.
         .layer(middleware::from_fn_with_state(state.edge.clone(), crate::edge::limit_body))
         .route("/api/projects/{project}/import", axum::routing::post(crate::transfer::import))
-        .layer(middleware::from_fn(error_status))
+        .layer(middleware::from_fn(crate::problem::server_fn_status))
         .layer(middleware::from_fn_with_state(state.clone(), crate::authn::authenticate))
         .layer(middleware::from_fn(crate::metrics::track))
         .layer(
@@ -130,26 +128,4 @@ async fn healthz(State(state): State<AppState>, _public: crate::authz::Caller) -
         slipway_engine::health::check(&state.store, state.docker.as_ref(), &state.docker_endpoint, state.registry.as_deref()).await;
     let status = if health.status == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(health))
-}
-
-/// Server functions answer every error with 500; this gives each error the
-/// status its code stands for (422 for bad input, 404, 409, …), reading the
-/// `AppError` the body carries.
-async fn error_status(req: Request<Body>, next: Next) -> Response {
-    let is_api = req.uri().path().starts_with("/api/");
-    let res = next.run(req).await;
-    if !is_api || res.status() != StatusCode::INTERNAL_SERVER_ERROR {
-        return res;
-    }
-    let (mut parts, body) = res.into_parts();
-    let bytes = match body.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response(),
-    };
-    if let Ok(err) = serde_json::from_slice::<AppError>(&bytes) {
-        if let Ok(status) = StatusCode::from_u16(err.http_status()) {
-            parts.status = status;
-        }
-    }
-    Response::from_parts(parts, Body::from(bytes))
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod edge;
 mod http;
 pub mod metrics;
+mod problem;
 pub mod realm;
 mod startup;
 mod transfer;

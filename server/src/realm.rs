@@ -29,8 +29,12 @@ impl FromRef<AppState> for Realm {
     }
 }
 
+/// The registry token protocol's answer: the error as everywhere else, with
+/// the status that protocol expects (a registry client reads 401 as "send
+/// credentials") and its Basic challenge.
 fn error(status: StatusCode, e: AppError) -> Response {
-    let mut res = (status, Json(e)).into_response();
+    let mut res = crate::problem::ApiError(e).into_response();
+    *res.status_mut() = status;
     if status == StatusCode::UNAUTHORIZED {
         res.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"Slipway registry\""));
     }

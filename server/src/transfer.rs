@@ -29,7 +29,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::authz::Caller;
 use crate::http::AppState;
-use crate::ws::ApiError;
+use crate::problem::ApiError;
 
 async fn audit(state: &AppState, principal: &Principal, auth: &AuthInfo, action: &str, project_id: &str, target: (&str, &str), detail: serde_json::Value) {
     let record = slipway_engine::auth::AuditRecord {

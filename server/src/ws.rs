@@ -25,7 +25,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use slipway_engine::logstream::{FollowEvent, Follower};
@@ -36,6 +36,7 @@ use slipway_model::AppError;
 use tokio::time::Instant;
 
 use crate::authz::Caller;
+use crate::problem::ApiError;
 use crate::http::AppState;
 
 /// How often the server pings a follower.
@@ -46,28 +47,6 @@ const PONG_TIMEOUT: Duration = Duration::from_secs(60);
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Lines per database read of the text download.
 const TEXT_PAGE: i64 = 5000;
-
-/// An [`AppError`] sent with the status its code stands for.
-pub struct ApiError(AppError);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(self.0)).into_response()
-    }
-}
-
-impl From<AppError> for ApiError {
-    fn from(e: AppError) -> Self {
-        ApiError(e)
-    }
-}
-
-impl From<slipway_engine::Error> for ApiError {
-    fn from(e: slipway_engine::Error) -> Self {
-        ApiError(e.into())
-    }
-}
 
 /// The query parameters of the log endpoints, checked.
 #[derive(Debug, Default)]
