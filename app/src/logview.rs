@@ -85,43 +85,6 @@ fn sections(lines: &[LogLine]) -> Vec<Section> {
     out
 }
 
-/// One span of text with the SGR colour classes in force.
-fn ansi_spans(text: &str) -> Vec<(String, String)> {
-    let mut spans = Vec::new();
-    let mut classes: Vec<String> = Vec::new();
-    let mut rest = text;
-    while let Some(pos) = rest.find("\u{1b}[") {
-        if pos > 0 {
-            spans.push((classes.join(" "), rest[..pos].to_string()));
-        }
-        let after = &rest[pos + 2..];
-        let end = after.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(after.len());
-        if after.get(end..end + 1) == Some("m") {
-            for code in after[..end].split(';') {
-                match code.parse::<u32>().unwrap_or(0) {
-                    0 => classes.clear(),
-                    1 => classes.push("ansi-bold".into()),
-                    c @ (30..=37 | 90..=97) => {
-                        classes.retain(|k| !k.starts_with("ansi-fg"));
-                        classes.push(format!("ansi-fg{c}"));
-                    }
-                    39 => classes.retain(|k| !k.starts_with("ansi-fg")),
-                    _ => {}
-                }
-            }
-        }
-        rest = after.get(end + 1..).unwrap_or("");
-    }
-    if !rest.is_empty() {
-        spans.push((classes.join(" "), rest.to_string()));
-    }
-    spans
-}
-
-fn strip_ansi(text: &str) -> String {
-    ansi_spans(text).into_iter().map(|(_, t)| t).collect()
-}
-
 /// The log of one run of a build, live while it runs.
 #[component]
 pub fn LogViewer(#[prop(into)] build_id: String, #[prop(into)] run: Signal<Option<String>>) -> impl IntoView {
@@ -161,7 +124,7 @@ pub fn LogViewer(#[prop(into)] build_id: String, #[prop(into)] run: Signal<Optio
                 let matching: Vec<usize> = if q.is_empty() {
                     s.lines.clone()
                 } else {
-                    s.lines.iter().copied().filter(|&i| strip_ansi(&all[i].line).to_lowercase().contains(&q)).collect()
+                    s.lines.iter().copied().filter(|&i| slipway_model::ansi::strip(&all[i].line).to_lowercase().contains(&q)).collect()
                 };
                 if !q.is_empty() && matching.is_empty() {
                     continue;
@@ -287,7 +250,7 @@ pub fn LogViewer(#[prop(into)] build_id: String, #[prop(into)] run: Signal<Optio
                                         <a class="ln" href=format!("#L{}", l.seq)>{l.seq}</a>
                                         <span class="ts">{time}</span>
                                         <span class="text">
-                                            {ansi_spans(&l.line).into_iter().map(|(c, t)| view! { <span class=c>{t}</span> }).collect_view()}
+                                            {slipway_model::ansi::spans(&l.line).into_iter().map(|(c, t)| view! { <span class=c>{t}</span> }).collect_view()}
                                         </span>
                                     </div>
                                 }.into_any()
@@ -367,17 +330,5 @@ mod client {
         });
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
         on_close.forget();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ansi_colours_become_classes_and_strip_to_plain_text() {
-        let spans = ansi_spans("\u{1b}[1;31merror\u{1b}[0m: x");
-        assert_eq!(spans, vec![("ansi-bold ansi-fg31".into(), "error".into()), ("".into(), ": x".into())]);
-        assert_eq!(strip_ansi("\u{1b}[32mok\u{1b}[0m"), "ok");
     }
 }

@@ -2,6 +2,7 @@
 //! validation, the DTOs the API exchanges, and the error type they share.
 //! No I/O: this crate compiles to wasm for the dashboard.
 
+pub mod ansi;
 pub mod auth;
 pub mod base_image;
 pub mod build;

@@ -56,41 +56,7 @@ pub enum LogStreamMessage {
 /// `text` without ANSI escape sequences (colours, cursor moves, OSC titles
 /// and links), for search and plain-text views.
 pub fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\u{1b}' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            // CSI: parameters and intermediates, then one final byte in @..~.
-            Some('[') => {
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            // OSC: up to BEL or ST (ESC \).
-            Some(']') => {
-                while let Some(c) = chars.next() {
-                    if c == '\u{7}' {
-                        break;
-                    }
-                    if c == '\u{1b}' {
-                        if chars.peek() == Some(&'\\') {
-                            chars.next();
-                        }
-                        break;
-                    }
-                }
-            }
-            // Two-character escapes (ESC 7, ESC M, …): drop both.
-            Some(_) | None => {}
-        }
-    }
-    out
+    crate::ansi::strip(text)
 }
 
 /// A line as text views show it: `[HH:MM:SS] text` (UTC), ANSI stripped.
@@ -102,16 +68,6 @@ pub fn text_line(line: &LogLine) -> String {
 mod tests {
     use super::*;
     use chrono::TimeZone;
-
-    #[test]
-    fn colour_cursor_and_title_sequences_are_stripped() {
-        assert_eq!(strip_ansi("\u{1b}[1;31merror\u{1b}[0m: x"), "error: x");
-        assert_eq!(strip_ansi("a\u{1b}[2Kb\u{1b}[?25lc"), "abc");
-        assert_eq!(strip_ansi("\u{1b}]0;title\u{7}text"), "text");
-        assert_eq!(strip_ansi("\u{1b}]8;;http://x\u{1b}\\link\u{1b}]8;;\u{1b}\\"), "link");
-        assert_eq!(strip_ansi("plain ✓"), "plain ✓");
-        assert_eq!(strip_ansi("cut \u{1b}["), "cut ");
-    }
 
     #[test]
     fn text_lines_carry_a_utc_time_prefix() {
