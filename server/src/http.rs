@@ -15,6 +15,10 @@ use leptos_axum::{generate_route_list, handle_server_fns_with_context, LeptosRou
 use slipway_app::server::AppContext;
 use slipway_app::{shell, App};
 use slipway_engine::Store;
+use axum::http::{header, HeaderValue};
+use tower_http::compression::{CompressionLayer, CompressionLevel};
+use tower_http::services::ServeDir;
+use tower_http::set_header::{SetResponseHeader, SetResponseHeaderLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -96,6 +100,9 @@ pub fn app(state: AppState) -> Router {
         .route(crate::realm::PATH, get(crate::realm::token_get).post(crate::realm::token_post))
         .route(crate::metrics::PATH, get(crate::metrics::scrape))
         .leptos_routes_with_context(&state, routes, move || provide_context(page_ctx.clone()), move || shell(options.clone()))
+        // The dashboard's wasm, JS and CSS: precompressed by `cargo xtask`
+        // (brotli, gzip), revalidated by date on each load.
+        .nest_service("/pkg", assets(&state.leptos))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         // Every body but an import's is read into memory, so it is bounded.
         .layer(middleware::from_fn_with_state(state.edge.clone(), crate::edge::limit_body))
@@ -103,12 +110,23 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn(crate::problem::server_fn_status))
         .layer(middleware::from_fn_with_state(state.clone(), crate::authn::authenticate))
         .layer(middleware::from_fn(crate::metrics::track))
+        // Pages and answers compressed on the way out (quality 4: most of
+        // the gain for little CPU); precompressed assets pass untouched.
+        .layer(CompressionLayer::new().quality(CompressionLevel::Precise(4)))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(access_span)
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .with_state(state)
+}
+
+/// `/pkg/*` from the site root, with the `.br`/`.gz` files beside each asset.
+fn assets(leptos: &LeptosOptions) -> SetResponseHeader<ServeDir, HeaderValue> {
+    use tower::Layer;
+    let dir = std::path::Path::new(leptos.site_root.as_ref()).join(leptos.site_pkg_dir.as_ref());
+    let files = ServeDir::new(dir).precompressed_br().precompressed_gzip();
+    SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")).layer(files)
 }
 
 async fn server_fn_handler(State(state): State<AppState>, req: Request<Body>) -> impl IntoResponse {

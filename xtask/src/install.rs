@@ -21,7 +21,7 @@ pub enum Purpose {
 /// Debian packages each purpose needs.
 fn packages(purpose: Purpose) -> Vec<&'static str> {
     // Node.js and npm bring wasm-opt (npm's binaryen) and, for tests, Playwright.
-    let mut p = vec!["postgresql", "docker.io", "docker-registry", "busybox-static", "git", "gzip", "nodejs", "npm"];
+    let mut p = vec!["postgresql", "docker.io", "docker-registry", "busybox-static", "git", "gzip", "brotli", "nodejs", "npm"];
     if purpose == Purpose::Test {
         p.extend(["chromium", "chromium-driver"]);
     }

@@ -56,6 +56,28 @@ pub fn build_site(ctx: &Ctx, _profile: Profile) -> Result<(), String> {
     let css = ctx.root.join("style/main.css");
     std::fs::copy(&css, pkg.join(format!("{OUTPUT_NAME}.css"))).map_err(|e| format!("copying {}: {e}", css.display()))?;
     copy_dir(&ctx.root.join("public"), &site)?;
+    precompress(&pkg)?;
+    Ok(())
+}
+
+/// Writes `<file>.br` (brotli -q 11) and `<file>.gz` (gzip -9) beside each
+/// asset, so the server sends them compressed without compressing per request.
+fn precompress(pkg: &std::path::Path) -> Result<(), String> {
+    step("precompressing the assets (brotli, gzip)");
+    let entries = std::fs::read_dir(pkg).map_err(|e| format!("reading {}: {e}", pkg.display()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+        if !matches!(ext, "wasm" | "js" | "css") {
+            continue;
+        }
+        run(std::process::Command::new("gzip").args(["-9", "-k", "-f", "-n"]).arg(&path))?;
+        run(std::process::Command::new("brotli").args(["-f", "-k", "-q", "11"]).arg(&path))?;
+    }
+    let wasm = pkg.join(format!("{OUTPUT_NAME}_bg.wasm.br"));
+    if let Ok(m) = std::fs::metadata(&wasm) {
+        eprintln!("    wasm: {} KB brotli -q 11", m.len() / 1024);
+    }
     Ok(())
 }
 
