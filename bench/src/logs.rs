@@ -24,8 +24,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use leptos::config::LeptosOptions;
 use serde::Deserialize;
-use slipway_engine::build::logs::{start_writer, LogSink, Masker, Phase, Stream};
-use slipway_engine::logstream::LOGS_CHANNEL;
+use slipway_engine::logs::{start_writer, LogSink, Masker, Phase, Stream, LOGS_CHANNEL};
 use slipway_engine::store::{RunOutcome, SpecInsert};
 use slipway_engine::Store;
 use slipway_model::auth::{NewToken, Principal};
@@ -287,7 +286,7 @@ struct FullSpeed {
 async fn ingest_full_speed(fx: &Fixture) -> anyhow::Result<FullSpeed> {
     let run_id = fx.start_run().await?;
     let texts: Vec<String> = (0..FULL_SPEED_LINES).map(line_text).collect();
-    let (sink, writer) = start_writer(fx.store.pool().clone(), run_id.clone(), 0, Masker::new([SECRET.to_string()]));
+    let (sink, writer) = start_writer(fx.store.clone(), run_id.clone(), 0, Masker::new([SECRET.to_string()]));
     let started = Instant::now();
     for text in &texts {
         sink.line(Phase::Build, Some(STEP), Stream::Stdout, text).await;
@@ -426,7 +425,7 @@ async fn ingest_sustained(fx: &Fixture) -> anyhow::Result<Sustained> {
     let produced = Arc::new(AtomicI64::new(0));
     let watch = watch_commits(&fx.store, &run_id, total, produced.clone()).await?;
 
-    let (sink, writer) = start_writer(fx.store.pool().clone(), run_id.clone(), 0, Masker::new([SECRET.to_string()]));
+    let (sink, writer) = start_writer(fx.store.clone(), run_id.clone(), 0, Masker::new([SECRET.to_string()]));
     let p = produce_steady(Target::Sink(&sink), per_tick, ticks, 0, &produced).await?;
     drop(sink);
     let stored = writer.finish().await?;
@@ -693,7 +692,7 @@ async fn slipway_fanout(fx: &Fixture) -> anyhow::Result<Fanout> {
         }
         let token = bench_token(&fx.store).await?;
         let run_id = fx.start_run().await?;
-        let (sink, writer) = start_writer(fx.store.pool().clone(), run_id.clone(), 0, Masker::new([SECRET.to_string()]));
+        let (sink, writer) = start_writer(fx.store.clone(), run_id.clone(), 0, Masker::new([SECRET.to_string()]));
         let warmed = Arc::new(AtomicUsize::new(0));
         let url = format!("ws://{addr}/ws/builds/{}/logs?run={run_id}", fx.build_id);
         let tasks = connect_followers(&url, Some(&token), &warmed).await?;

@@ -10,7 +10,7 @@ pub mod error;
 pub mod build;
 pub mod health;
 pub mod isolation;
-pub mod logstream;
+pub mod logs;
 pub mod metrics;
 pub mod pipeline;
 pub mod registries;

@@ -425,6 +425,19 @@ impl Store {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
+    /// Which of `names` are set project-wide (not per environment) in a
+    /// project: names only, never values.
+    #[tracing::instrument(skip_all, fields(project = %project_id))]
+    pub async fn project_wide_secret_names(&self, project_id: &str, names: &[&str]) -> Result<Vec<String>> {
+        let present: Vec<(String,)> =
+            sqlx::query_as("SELECT name FROM secrets WHERE project_id = $1 AND environment_id IS NULL AND name = ANY($2)")
+                .bind(project_id)
+                .bind(names)
+                .fetch_all(self.pool())
+                .await?;
+        Ok(present.into_iter().map(|(n,)| n).collect())
+    }
+
     /// Deletes one secret in exactly this scope (`None`: the project-wide
     /// one); `false` if there was none.
     #[tracing::instrument(skip_all, fields(project = %project_id, environment = ?environment_id, name = %name))]

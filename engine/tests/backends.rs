@@ -15,7 +15,7 @@ use bollard::query_parameters::RemoveImageOptionsBuilder;
 use bollard::Docker;
 use slipway_engine::build::buildkit::BuildKitBackend;
 use slipway_engine::build::legacy::LegacyBackend;
-use slipway_engine::build::logs::LogRecord;
+use slipway_engine::logs::LogRecord;
 use slipway_engine::build::registry::{self, RegistryTarget};
 use slipway_engine::build::{BuildBackend, ImageBuild, LogSink, Phase, Stream};
 use slipway_engine::embedded::{ensure_base_image, free_port};

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use slipway_engine::build::buildkit::BuildKitBackend;
 use slipway_engine::build::create::create_build;
-use slipway_engine::build::logs::MASK;
+use slipway_engine::logs::MASK;
 use slipway_engine::build::registry::{remote_digest, RegistryTarget};
 use slipway_engine::build::runner::{Runner, RunnerConfig};
 use slipway_engine::embedded::{ensure_base_image, BASE_IMAGE};

@@ -10,10 +10,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use slipway_engine::build::buildkit::BuildKitBackend;
 use slipway_engine::build::create::create_build;
-use slipway_engine::build::logs::{start_writer, LogSink, LogWriter, Masker, Phase, Stream, MASK};
+use slipway_engine::logs::{start_writer, LogSink, LogWriter, Masker, Phase, Stream, MASK};
 use slipway_engine::build::runner::{Runner, RunnerConfig};
 use slipway_engine::embedded::{ensure_base_image, BASE_IMAGE};
-use slipway_engine::logstream::{FollowEvent, Follower, HubConfig, LogHub};
+use slipway_engine::logs::{FollowEvent, Follower, HubConfig, LogHub};
 use slipway_engine::store::{RunOutcome, SpecInsert};
 use slipway_engine::Store;
 use slipway_model::build::NewBuild;
@@ -69,7 +69,7 @@ impl Fixture {
     }
 
     fn writer(&self, run_id: &str, masker: Masker) -> (LogSink, LogWriter) {
-        start_writer(self.store.pool().clone(), run_id.to_string(), 0, masker)
+        start_writer(self.store.clone(), run_id.to_string(), 0, masker)
     }
 
     async fn finish(&self, run_id: &str, outcome: RunOutcome) {

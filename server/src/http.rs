@@ -32,7 +32,7 @@ pub struct AppState {
     /// `host:port` of the registry, or `None` when pushing is disabled.
     pub registry: Option<String>,
     /// This process's fan-out of live build logs.
-    pub log_hub: slipway_engine::logstream::LogHub,
+    pub log_hub: slipway_engine::logs::LogHub,
     /// Encrypts project secrets (`None`: secrets cannot be set).
     pub secrets: Option<std::sync::Arc<slipway_engine::secrets::SecretBox>>,
     /// Issues the tokens of Slipway's registry (`None`: the registry does
@@ -63,7 +63,7 @@ impl AppState {
         let store = store.with_secrets(secrets.clone());
         AppState {
             leptos,
-            log_hub: slipway_engine::logstream::LogHub::start(store.clone()),
+            log_hub: slipway_engine::logs::LogHub::start(store.clone()),
             store,
             docker: None,
             docker_endpoint: "not connected".into(),

@@ -205,7 +205,7 @@ async fn serve_inner(
         .site_pkg_dir("pkg")
         .site_addr(serve.addr)
         .build();
-    let log_hub = slipway_engine::logstream::LogHub::start(store.clone());
+    let log_hub = slipway_engine::logs::LogHub::start(store.clone());
     if store.user_count().await? == 0 {
         let token = store.create_setup_token().await?;
         // The one way to create the first administrator: no default password exists.

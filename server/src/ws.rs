@@ -28,7 +28,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use slipway_engine::logstream::{FollowEvent, Follower};
+use slipway_engine::logs::{FollowEvent, Follower};
 use slipway_engine::Store;
 use slipway_model::id::{self, BUILD, RUN};
 use slipway_model::logs::{text_line, LogPage, LogStreamMessage, DEFAULT_PAGE, MAX_PAGE};

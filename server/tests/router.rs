@@ -42,7 +42,7 @@ async fn router_with(store: Store) -> Router {
     let registry_tokens = registry.as_deref().and_then(|r| slipway_engine::registry_auth::TokenIssuer::from_env(r).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY"));
     app(AppState {
         leptos,
-        log_hub: slipway_engine::logstream::LogHub::start(store.clone()),
+        log_hub: slipway_engine::logs::LogHub::start(store.clone()),
         store,
         docker,
         docker_endpoint: "unix:///var/run/docker.sock".into(),

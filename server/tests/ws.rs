@@ -11,8 +11,8 @@ use futures::StreamExt;
 use http_body_util::BodyExt;
 use leptos::config::LeptosOptions;
 use serde_json::Value;
-use slipway_engine::build::logs::{start_writer, LogSink, LogWriter, Masker, Phase, Stream, MASK};
-use slipway_engine::logstream::{HubConfig, LogHub};
+use slipway_engine::logs::{start_writer, LogSink, LogWriter, Masker, Phase, Stream, MASK};
+use slipway_engine::logs::{HubConfig, LogHub};
 use slipway_engine::store::{RunOutcome, SpecInsert};
 use slipway_engine::Store;
 use slipway_model::project::NewProject;
@@ -95,7 +95,7 @@ impl Fixture {
         let run = self.store.enqueue_run(&self.build_id, None, false).await.unwrap();
         let claimed = self.store.claim_run(WORKER, Duration::from_secs(600), "test").await.unwrap().unwrap();
         assert_eq!(claimed.run.id, run.id);
-        let (sink, writer) = start_writer(self.store.pool().clone(), run.id.clone(), 0, masker);
+        let (sink, writer) = start_writer(self.store.clone(), run.id.clone(), 0, masker);
         (run.id, sink, writer)
     }
 

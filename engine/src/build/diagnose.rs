@@ -1,5 +1,6 @@
 //! Build diagnosis: gathers a build's spec, runs, artifacts and last log
-//! lines, and explains why its newest run failed.
+//! lines, and explains why its newest run failed. It reads the log through
+//! [`crate::logs::read`].
 //!
 //! The class of a failure is decided from structured facts first:
 //!
@@ -17,16 +18,15 @@
 //! error. The hint names what to fix: the service, the step and its stage, the
 //! registry host, the secret names, the repository.
 
-use chrono::{DateTime, Utc};
 use slipway_model::build::{BuildRun, BuildSpec};
 use slipway_model::diagnose::{dockerfile_stage, legacy_from_stage, Diagnosis, FailureDiagnosis, RunDiagnosis, DIAGNOSIS_LINES};
-use slipway_model::logs::LogLine;
 use slipway_model::manifest::{self, Manifest, Registry, RegistryAuth, MANIFEST_PATH};
 use slipway_model::status::{BuildRunStatus, ErrorClass};
 
 use super::runner::parse_registry_override;
 use super::workspace::redact_url;
 use crate::embedded::BASE_IMAGE;
+use crate::logs::read::LogTail;
 use crate::{Result, Store};
 
 /// The facts a failure is classified from; gathered from the run's record and
@@ -199,38 +199,8 @@ pub fn exit_code_of(message: &str) -> Option<i32> {
     })
 }
 
-#[derive(sqlx::FromRow)]
-struct LineRow {
-    seq: i64,
-    ts: DateTime<Utc>,
-    phase: String,
-    step: Option<String>,
-    stream: String,
-    line: String,
-}
-
-impl From<LineRow> for LogLine {
-    fn from(r: LineRow) -> Self {
-        LogLine { seq: r.seq, ts: r.ts, phase: r.phase, step: r.step, stream: r.stream, line: r.line }
-    }
-}
-
-const LINE_COLUMNS: &str = "seq, ts, phase, step, stream, line";
-
-/// Up to `limit` lines matched by `filter` (SQL over `run_id = $1` and one
-/// text parameter `$2`), newest last.
-async fn tail(store: &Store, run_id: &str, filter: &str, param: Option<&str>) -> Result<Vec<LogLine>> {
-    let sql = format!(
-        "SELECT {LINE_COLUMNS} FROM build_logs WHERE run_id = $1 AND ({filter}) ORDER BY seq DESC LIMIT {DIAGNOSIS_LINES}"
-    );
-    let mut query = sqlx::query_as::<_, LineRow>(&sql).bind(run_id);
-    if let Some(p) = param {
-        query = query.bind(p);
-    }
-    let mut rows = query.fetch_all(store.pool()).await?;
-    rows.reverse();
-    Ok(rows.into_iter().map(Into::into).collect())
-}
+/// Lines of a run's log a diagnosis shows.
+const TAIL: i64 = DIAGNOSIS_LINES as i64;
 
 /// A build's spec, runs, artifacts, the newest run's last lines and, when
 /// that run failed, why. `NotFound` when the build does not exist.
@@ -241,7 +211,7 @@ pub async fn diagnose(store: &Store, build_id: &str) -> Result<Diagnosis> {
     let artifacts = store.build_artifacts(build_id).await?;
     let newest = runs.first();
     let last_lines = match newest {
-        Some(run) => tail(store, &run.id, "true", None).await?,
+        Some(run) => store.log_tail(&run.id, LogTail::All, TAIL).await?,
         None => Vec::new(),
     };
     let failure = match newest {
@@ -322,63 +292,27 @@ struct LogFacts {
 }
 
 async fn log_facts(store: &Store, run_id: &str) -> Result<LogFacts> {
-    let pool = store.pool();
-    let mut facts = LogFacts::default();
-    let last: Option<(String,)> = sqlx::query_as(
-        "SELECT phase FROM build_logs WHERE run_id = $1 AND phase <> 'system' ORDER BY seq DESC LIMIT 1",
-    )
-    .bind(run_id)
-    .fetch_optional(pool)
-    .await?;
-    if let Some((phase,)) = last {
-        let (first,): (Option<i64>,) = sqlx::query_as("SELECT min(seq) FROM build_logs WHERE run_id = $1 AND phase = $2")
-            .bind(run_id)
-            .bind(&phase)
-            .fetch_one(pool)
-            .await?;
-        facts.phase = Some((phase, first.unwrap_or_default()));
-    }
-    let building: Vec<(String,)> = sqlx::query_as(
-        "SELECT line FROM build_logs WHERE run_id = $1 AND phase = 'build' AND step IS NULL AND stream = 'system'
-           AND starts_with(line, 'building ') ORDER BY seq",
-    )
-    .bind(run_id)
-    .fetch_all(pool)
-    .await?;
-    facts.builds = building
+    let builds = store
+        .build_start_lines(run_id)
+        .await?
         .into_iter()
-        .filter_map(|(line,)| {
+        .filter_map(|line| {
             let (service, reference) = line.strip_prefix("building ")?.split_once(" → ")?;
             Some((service.to_string(), reference.to_string()))
         })
         .collect();
-    let step: Option<(String,)> = sqlx::query_as(
-        "SELECT step FROM build_logs WHERE run_id = $1 AND phase = 'build' AND step IS NOT NULL ORDER BY seq DESC LIMIT 1",
-    )
-    .bind(run_id)
-    .fetch_optional(pool)
-    .await?;
-    facts.last_build_step = step.map(|s| s.0);
-    let push: Option<(String,)> = sqlx::query_as(
-        "SELECT step FROM build_logs WHERE run_id = $1 AND phase = 'push' AND step IS NOT NULL ORDER BY seq DESC LIMIT 1",
-    )
-    .bind(run_id)
-    .fetch_optional(pool)
-    .await?;
-    facts.push_ref = push.map(|s| s.0);
-    Ok(facts)
+    Ok(LogFacts {
+        phase: store.last_work_phase(run_id).await?,
+        builds,
+        last_build_step: store.last_step_in_phase(run_id, "build").await?,
+        push_ref: store.last_step_in_phase(run_id, "push").await?,
+    })
 }
 
 /// The stage of a legacy-builder step, from the `FROM … AS <stage>` step that
 /// started it, and the sequence number of that `FROM` line.
 async fn legacy_stage(store: &Store, run_id: &str, step: &str) -> Result<Option<(Option<String>, i64)>> {
-    let starts: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT seq, step FROM build_logs WHERE run_id = $1 AND phase = 'build' AND stream = 'system'
-           AND step IS NOT NULL AND starts_with(step, 'Step ') AND starts_with(line, '▶ ') ORDER BY seq",
-    )
-    .bind(run_id)
-    .fetch_all(store.pool())
-    .await?;
+    let starts = store.legacy_step_starts(run_id).await?;
     let Some(at) = starts.iter().rposition(|(_, s)| s == step) else { return Ok(None) };
     let from = starts[..=at].iter().rev().find(|(_, s)| s.split_once(" : ").is_some_and(|(_, i)| {
         i.split_whitespace().next().is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
@@ -388,13 +322,8 @@ async fn legacy_stage(store: &Store, run_id: &str, step: &str) -> Result<Option<
 
 /// Names of `names` that are not set project-wide in the project.
 async fn missing_secrets(store: &Store, project_id: &str, names: &[&str]) -> Result<Vec<String>> {
-    let present: Vec<(String,)> =
-        sqlx::query_as("SELECT name FROM secrets WHERE project_id = $1 AND environment_id IS NULL AND name = ANY($2)")
-            .bind(project_id)
-            .bind(names)
-            .fetch_all(store.pool())
-            .await?;
-    Ok(names.iter().filter(|n| !present.iter().any(|(p,)| p == *n)).map(|n| n.to_string()).collect())
+    let present = store.project_wide_secret_names(project_id, names).await?;
+    Ok(names.iter().filter(|n| !present.iter().any(|p| p == *n)).map(|n| n.to_string()).collect())
 }
 
 /// Everything the cause and hint of a failure are written from.
@@ -462,14 +391,13 @@ async fn explain(store: &Store, spec: &BuildSpec, run: &BuildRun) -> Result<Fail
     }
     let stage_lines = match (&step, &stage, &legacy) {
         (Some(_), Some(_), Some((_, from_seq))) => {
-            let from = from_seq.to_string();
-            tail(store, &run.id, "seq >= $2::bigint AND step IS NOT NULL", Some(&from)).await?
+            store.log_tail(&run.id, LogTail::StepsFrom(*from_seq), TAIL).await?
         }
-        (Some(_), Some(stage), None) => tail(store, &run.id, "starts_with(step, $2)", Some(&format!("[{stage} "))).await?,
-        (Some(step), None, _) => tail(store, &run.id, "step = $2", Some(step)).await?,
+        (Some(_), Some(stage), None) => store.log_tail(&run.id, LogTail::StepPrefix(&format!("[{stage} ")), TAIL).await?,
+        (Some(step), None, _) => store.log_tail(&run.id, LogTail::Step(step), TAIL).await?,
         (None, _, _) => match &logs.phase {
-            Some((_, first)) => tail(store, &run.id, "seq >= $2::bigint", Some(&first.to_string())).await?,
-            None => tail(store, &run.id, "true", None).await?,
+            Some((_, first)) => store.log_tail(&run.id, LogTail::From(*first), TAIL).await?,
+            None => store.log_tail(&run.id, LogTail::All, TAIL).await?,
         },
     };
 

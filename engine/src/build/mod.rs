@@ -10,7 +10,6 @@ pub mod dockerignore;
 pub mod git_access;
 pub mod image_archive;
 pub mod legacy;
-pub mod logs;
 mod realm;
 pub mod registry;
 pub mod runner;
@@ -24,7 +23,7 @@ use std::pin::Pin;
 
 use slipway_model::status::ErrorClass;
 
-pub use logs::{LogSink, Phase, Stream};
+pub use crate::logs::{LogSink, Phase, Stream};
 
 /// What a backend needs to build one service's image.
 #[derive(Debug, Clone)]

@@ -21,7 +21,7 @@ use futures::StreamExt;
 use slipway_model::status::ErrorClass;
 
 use super::buildkit::{engine_gone, is_connection_error};
-use super::logs::MASK;
+use crate::logs::MASK;
 use super::{BuildFailure, LogSink, Phase, Stream};
 
 /// Manifest media types asked for when reading a digest: Docker v2 and OCI

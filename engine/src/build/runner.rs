@@ -18,10 +18,10 @@ use slipway_model::status::ErrorClass;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::logs::{start_writer, LogSink, Masker, Phase};
 use super::registry::{self as reg, RegistryTarget};
 use super::workspace::{self, FsRepoView};
 use super::{BuildBackend, BuildFailure, ImageBuild};
+use crate::logs::{start_writer, LogSink, Masker, Phase};
 use crate::secrets::SecretBox;
 use crate::store::{ArtifactInsert, ClaimedRun, Heartbeat, RunOutcome, Store};
 
@@ -268,7 +268,7 @@ impl Runner {
         }
         secrets.push(build_auth.clone());
         let first_seq = self.store.next_log_seq(&run.id).await.map_err(internal)?;
-        let (log, writer) = start_writer(self.store.pool().clone(), run.id.clone(), first_seq, Masker::new(secrets));
+        let (log, writer) = start_writer(self.store.clone(), run.id.clone(), first_seq, Masker::new(secrets));
         log.system(
             Phase::System,
             &format!(

@@ -386,7 +386,7 @@ impl Store {
         .bind(reused)
         .execute(self.pool())
         .await?;
-        sqlx::query("SELECT pg_notify('build_runs', $1)").bind(run_id).execute(self.pool()).await?;
+        sqlx::query("SELECT pg_notify($1, $2)").bind(crate::logs::RUNS_CHANNEL).bind(run_id).execute(self.pool()).await?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -2,7 +2,6 @@
 //! queries per area of the domain.
 
 mod builds;
-mod logs;
 mod projects;
 
 pub use builds::{ArtifactInsert, ClaimedRun, Heartbeat, RunOutcome, SpecInsert};

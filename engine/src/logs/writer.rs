@@ -3,16 +3,21 @@
 //! stored or sent. A writer task stores lines in batches (multi-row inserts
 //! off the build's hot path) through a bounded channel, so a flood of output
 //! applies back-pressure instead of growing memory; after each batch it sends
-//! `NOTIFY build_logs, '<run_id>:<last seq>'` for live followers.
+//! a notification on [`LOGS_CHANNEL`] (`<run_id>:<last seq>`) for live
+//! followers ([`super::hub`]). The insert is a [`Store`] query like every
+//! other.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+use super::LOGS_CHANNEL;
+use crate::error::{Error, Result};
+use crate::store::Store;
 
 /// The phase of a run a line belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,7 +230,7 @@ impl LogSink {
 /// The task storing a run's lines; [`LogWriter::finish`] waits until every
 /// line sent before it is stored.
 pub struct LogWriter {
-    handle: JoinHandle<Result<i64, sqlx::Error>>,
+    handle: JoinHandle<Result<i64>>,
 }
 
 /// Lines per insert, and the longest a line waits before its batch is written.
@@ -234,7 +239,7 @@ const FLUSH_EVERY: Duration = Duration::from_millis(50);
 const CHANNEL: usize = 4096;
 
 /// Starts a writer for `run_id` whose first line gets `first_seq`.
-pub fn start_writer(pool: PgPool, run_id: String, first_seq: i64, masker: Masker) -> (LogSink, LogWriter) {
+pub fn start_writer(store: Store, run_id: String, first_seq: i64, masker: Masker) -> (LogSink, LogWriter) {
     let (tx, mut rx) = mpsc::channel::<LogRecord>(CHANNEL);
     let sink = LogSink {
         inner: Arc::new(SinkInner { target: Target::Channel(tx), masker, next_seq: Mutex::new(first_seq) }),
@@ -255,7 +260,7 @@ pub fn start_writer(pool: PgPool, run_id: String, first_seq: i64, masker: Masker
                     Ok(None) | Err(_) => break,
                 }
             }
-            insert_batch(&pool, &run_id, &batch).await?;
+            store.insert_log_batch(&run_id, &batch).await?;
             stored += batch.len() as i64;
             batch.clear();
         }
@@ -264,40 +269,46 @@ pub fn start_writer(pool: PgPool, run_id: String, first_seq: i64, masker: Masker
     (sink, LogWriter { handle })
 }
 
-async fn insert_batch(pool: &PgPool, run_id: &str, batch: &[LogRecord]) -> Result<(), sqlx::Error> {
-    let seqs: Vec<i64> = batch.iter().map(|r| r.seq).collect();
-    let ts: Vec<DateTime<Utc>> = batch.iter().map(|r| r.ts).collect();
-    let phases: Vec<&str> = batch.iter().map(|r| r.phase.as_str()).collect();
-    let steps: Vec<Option<&str>> = batch.iter().map(|r| r.step.as_deref()).collect();
-    let streams: Vec<&str> = batch.iter().map(|r| r.stream.as_str()).collect();
-    let lines: Vec<&str> = batch.iter().map(|r| r.line.as_str()).collect();
-    let last = seqs.last().copied().unwrap_or_default();
-    let mut tx = pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO build_logs (run_id, seq, ts, phase, step, stream, line)
-         SELECT $1, * FROM UNNEST($2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[])",
-    )
-    .bind(run_id)
-    .bind(&seqs)
-    .bind(&ts)
-    .bind(&phases)
-    .bind(&steps)
-    .bind(&streams)
-    .bind(&lines)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("SELECT pg_notify('build_logs', $1)").bind(format!("{run_id}:{last}")).execute(&mut *tx).await?;
-    tx.commit().await?;
-    crate::metrics::log_lines_ingested(batch.len());
-    Ok(())
+impl Store {
+    /// Stores one batch of a run's lines and announces it on [`LOGS_CHANNEL`]
+    /// in the same transaction, so a follower woken by the notification
+    /// finds the lines.
+    #[tracing::instrument(skip_all, fields(run = %run_id, lines = batch.len()))]
+    pub async fn insert_log_batch(&self, run_id: &str, batch: &[LogRecord]) -> Result<()> {
+        let seqs: Vec<i64> = batch.iter().map(|r| r.seq).collect();
+        let ts: Vec<DateTime<Utc>> = batch.iter().map(|r| r.ts).collect();
+        let phases: Vec<&str> = batch.iter().map(|r| r.phase.as_str()).collect();
+        let steps: Vec<Option<&str>> = batch.iter().map(|r| r.step.as_deref()).collect();
+        let streams: Vec<&str> = batch.iter().map(|r| r.stream.as_str()).collect();
+        let lines: Vec<&str> = batch.iter().map(|r| r.line.as_str()).collect();
+        let last = seqs.last().copied().unwrap_or_default();
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO build_logs (run_id, seq, ts, phase, step, stream, line)
+             SELECT $1, * FROM UNNEST($2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[])",
+        )
+        .bind(run_id)
+        .bind(&seqs)
+        .bind(&ts)
+        .bind(&phases)
+        .bind(&steps)
+        .bind(&streams)
+        .bind(&lines)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("SELECT pg_notify($1, $2)").bind(LOGS_CHANNEL).bind(format!("{run_id}:{last}")).execute(&mut *tx).await?;
+        tx.commit().await?;
+        crate::metrics::log_lines_ingested(batch.len());
+        Ok(())
+    }
 }
 
 impl LogWriter {
     /// Waits for every line to be stored (drop every clone of the sink first).
-    pub async fn finish(self) -> Result<i64, sqlx::Error> {
+    pub async fn finish(self) -> Result<i64> {
         match self.handle.await {
             Ok(r) => r,
-            Err(e) => Err(sqlx::Error::Protocol(format!("log writer task failed: {e}"))),
+            Err(e) => Err(Error::Io(format!("log writer task failed: {e}"))),
         }
     }
 }

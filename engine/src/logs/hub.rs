@@ -1,10 +1,10 @@
 //! Live build logs for many followers, across processes.
 //!
 //! A [`LogHub`] is the one place in a process that listens to Postgres
-//! (`LISTEN build_logs, build_runs`). The log writer
-//! ([`crate::build::logs::start_writer`]) sends `NOTIFY build_logs,
-//! '<run_id>:<last seq>'` after each stored batch, and
-//! [`Store::finish_run`] sends `NOTIFY build_runs, '<run_id>'` when a run
+//! (to [`LOGS_CHANNEL`] and [`RUNS_CHANNEL`]). The log writer
+//! ([`super::writer::start_writer`]) notifies `LOGS_CHANNEL` with
+//! `<run_id>:<last seq>` after each stored batch, and
+//! [`Store::finish_run`] notifies `RUNS_CHANNEL` with `<run_id>` when a run
 //! ends. For every run somebody follows, the hub keeps one *feed*: a task that
 //! reads the new rows once per notification (not once per follower) and
 //! broadcasts them as shared `Arc<[LogLine]>` batches on a bounded
@@ -44,13 +44,10 @@ use sqlx::postgres::PgListener;
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::{LOGS_CHANNEL, RUNS_CHANNEL};
 use crate::error::Error;
 use crate::store::Store;
 
-/// Channel the log writer notifies after each stored batch (`<run_id>:<last seq>`).
-pub const LOGS_CHANNEL: &str = "build_logs";
-/// Channel [`Store::finish_run`] notifies when a run ends (`<run_id>`).
-pub const RUNS_CHANNEL: &str = "build_runs";
 
 /// A feed's head before it has read the database once.
 const UNKNOWN: i64 = i64::MIN;
@@ -315,7 +312,7 @@ impl Hub {
         match channel {
             LOGS_CHANNEL => {
                 let Some((run_id, seq)) = payload.rsplit_once(':') else {
-                    tracing::debug!(payload, "ignoring a malformed build_logs notification");
+                    tracing::debug!(payload, channel, "ignoring a malformed log notification");
                     return;
                 };
                 if let Some(feed) = feeds.get(run_id) {
