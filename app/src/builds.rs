@@ -31,7 +31,7 @@ pub async fn create_build(input: NewBuild) -> Result<BuildDetail, AppError> {
     }
     let input = NewBuild { project: project.id.clone(), ..input };
     let registry = slipway_model::image_name::SlipwayRegistry::from_config(ctx.registry.as_deref());
-    let detail = slipway_engine::build::create::create_build_for(&ctx.store, &input, g.user_id(), &registry).await?;
+    let detail = slipway_engine::builds::create::create_build_for(&ctx.store, &input, g.user_id(), &registry).await?;
     crate::auth::audit(&g, "build.created", Some(&project.id), Some(("build", &detail.spec.id)), serde_json::json!({ "git_sha": detail.spec.git_sha, "services": detail.spec.services })).await;
     tracing::info!(build = %detail.spec.id, "build created");
     Ok(detail)
@@ -98,7 +98,7 @@ pub async fn list_artifacts(build: String) -> Result<Vec<BuildArtifact>, AppErro
 pub async fn diagnose_build(build: String) -> Result<slipway_model::diagnose::Diagnosis, AppError> {
     let ctx = crate::server::context()?;
     let (build, _, _) = authorize_build("builds/diagnose", &build).await?;
-    Ok(slipway_engine::build::diagnose::diagnose(&ctx.store, &build).await?)
+    Ok(slipway_engine::builds::diagnose::diagnose(&ctx.store, &build).await?)
 }
 
 /// Cancels a build's pending or building run.

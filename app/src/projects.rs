@@ -35,7 +35,7 @@ fn shown(mut p: Project) -> Project {
 
 #[cfg(feature = "ssr")]
 fn redact_repo(p: &mut Project) {
-    p.repo_url = slipway_engine::build::workspace::redact_url(&p.repo_url);
+    p.repo_url = slipway_engine::builds::workspace::redact_url(&p.repo_url);
 }
 
 /// Creates a project from a name and a repository (absolute path or git URL).

@@ -25,7 +25,7 @@ use futures::StreamExt;
 use leptos::config::LeptosOptions;
 use serde::Deserialize;
 use slipway_engine::logs::{start_writer, LogSink, Masker, Phase, Stream, LOGS_CHANNEL};
-use slipway_engine::store::{RunOutcome, SpecInsert};
+use slipway_engine::builds::{RunOutcome, SpecInsert};
 use slipway_engine::Store;
 use slipway_model::auth::{NewToken, Principal};
 use slipway_model::logs::{LogLine, LogStreamMessage};

@@ -8,9 +8,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 use leptos::config::LeptosOptions;
-use slipway_engine::build::buildkit::BuildKitBackend;
-use slipway_engine::build::create::create_build;
-use slipway_engine::build::runner::{Runner, RunnerConfig};
+use slipway_engine::builds::buildkit::BuildKitBackend;
+use slipway_engine::builds::create::create_build;
+use slipway_engine::builds::runner::{Runner, RunnerConfig};
 use slipway_engine::docker::Docker;
 use slipway_engine::embedded::{ensure_base_image, BASE_IMAGE};
 use slipway_engine::Store;

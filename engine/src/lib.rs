@@ -7,7 +7,7 @@ pub mod demo;
 pub mod docker;
 pub mod embedded;
 pub mod error;
-pub mod build;
+pub mod builds;
 pub mod health;
 pub mod isolation;
 pub mod logs;

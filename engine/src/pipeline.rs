@@ -51,8 +51,8 @@ use slipway_model::{AppError, ErrorCode, FieldProblem};
 use sqlx::{Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
 
-use crate::build::create::create_build;
-use crate::build::workspace;
+use crate::builds::create::create_build;
+use crate::builds::workspace;
 use crate::error::{Error, Result};
 use crate::release::deployments as deps;
 use crate::release::DeployTarget;

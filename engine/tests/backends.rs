@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use bollard::query_parameters::RemoveImageOptionsBuilder;
 use bollard::Docker;
-use slipway_engine::build::buildkit::BuildKitBackend;
-use slipway_engine::build::legacy::LegacyBackend;
+use slipway_engine::builds::buildkit::BuildKitBackend;
+use slipway_engine::builds::legacy::LegacyBackend;
 use slipway_engine::logs::LogRecord;
-use slipway_engine::build::registry::{self, RegistryTarget};
-use slipway_engine::build::{BuildBackend, ImageBuild, LogSink, Phase, Stream};
+use slipway_engine::builds::registry::{self, RegistryTarget};
+use slipway_engine::builds::{BuildBackend, ImageBuild, LogSink, Phase, Stream};
 use slipway_engine::embedded::{ensure_base_image, free_port};
 use slipway_model::status::ErrorClass;
 

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use slipway_engine::build::buildkit::BuildKitBackend;
-use slipway_engine::build::create::create_build;
+use slipway_engine::builds::buildkit::BuildKitBackend;
+use slipway_engine::builds::create::create_build;
 use slipway_engine::logs::MASK;
-use slipway_engine::build::registry::{remote_digest, RegistryTarget};
-use slipway_engine::build::runner::{Runner, RunnerConfig};
+use slipway_engine::builds::registry::{remote_digest, RegistryTarget};
+use slipway_engine::builds::runner::{Runner, RunnerConfig};
 use slipway_engine::embedded::{ensure_base_image, BASE_IMAGE};
 use slipway_engine::secrets::{MasterKey, SecretBox};
 use slipway_engine::Store;
@@ -371,7 +371,7 @@ async fn the_runners_own_loop_requeues_a_run_whose_worker_died_and_completes_it(
     // The dead worker cannot record anything any more.
     let late = fx
         .store
-        .finish_run(&run.id, "dead-worker", &slipway_engine::store::RunOutcome::Cancelled { message: "late".into() })
+        .finish_run(&run.id, "dead-worker", &slipway_engine::builds::RunOutcome::Cancelled { message: "late".into() })
         .await
         .unwrap();
     assert!(!late);
@@ -946,7 +946,7 @@ async fn a_registry_taken_off_the_list_before_the_run_gets_no_credentials_and_th
     assert!(run.error_message.as_deref().unwrap_or_default().contains("not on the registries list"), "{:?}", run.error_message);
     assert!(d.artifacts.is_empty());
     assert_eq!(trap.hits(), 0, "the unlisted registry was contacted");
-    let diagnosis = serde_json::to_string(&slipway_engine::build::diagnose::diagnose(&fx.store, &d.spec.id).await.unwrap()).unwrap();
+    let diagnosis = serde_json::to_string(&slipway_engine::builds::diagnose::diagnose(&fx.store, &d.spec.id).await.unwrap()).unwrap();
     assert!(diagnosis.contains("slipway registries add"), "the diagnosis says how to list it: {diagnosis}");
 }
 
@@ -1003,7 +1003,7 @@ async fn build_auth_reaches_a_secret_mount_but_not_the_image_history_config_or_e
     for (what, text) in [("history", &history), ("config", &config)] {
         assert!(!text.contains(password) && !text.contains("robot-user"), "the credentials are in the image {what}: {text}");
     }
-    let export = slipway_engine::build::transfer::export_build(&fx.store, &docker, &d.spec.id, None).await.unwrap();
+    let export = slipway_engine::builds::transfer::export_build(&fx.store, &docker, &d.spec.id, None).await.unwrap();
     let archive = export.into_bytes().await.unwrap();
     let mut unpacked = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&archive[..]), &mut unpacked).unwrap();
@@ -1160,7 +1160,7 @@ async fn a_build_recorded_before_the_naming_rule_that_names_another_projects_ima
     fx.store.record_manifest(&fx.project.id, &sha, &parsed.canonical_hash(), &manifest, &json).await.unwrap();
     let (spec, _) = fx
         .store
-        .create_build_spec(&slipway_engine::store::SpecInsert {
+        .create_build_spec(&slipway_engine::builds::SpecInsert {
             project_id: fx.project.id.clone(),
             git_sha: sha.clone(),
             manifest_hash: parsed.canonical_hash(),

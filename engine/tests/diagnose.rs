@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use slipway_engine::build::buildkit::BuildKitBackend;
-use slipway_engine::build::create::create_build;
-use slipway_engine::build::diagnose::diagnose;
-use slipway_engine::build::legacy::LegacyBackend;
-use slipway_engine::build::runner::{Runner, RunnerConfig};
-use slipway_engine::build::BuildBackend;
+use slipway_engine::builds::buildkit::BuildKitBackend;
+use slipway_engine::builds::create::create_build;
+use slipway_engine::builds::diagnose::diagnose;
+use slipway_engine::builds::legacy::LegacyBackend;
+use slipway_engine::builds::runner::{Runner, RunnerConfig};
+use slipway_engine::builds::BuildBackend;
 use slipway_engine::embedded::{ensure_base_image, free_port, BASE_IMAGE};
 use slipway_engine::secrets::{MasterKey, SecretBox};
 use slipway_engine::Store;

@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use slipway_engine::build::create::create_build;
+use slipway_engine::builds::create::create_build;
 use slipway_engine::secrets::{MasterKey, SecretBox};
 use slipway_engine::Store;
 use slipway_model::build::NewBuild;

@@ -8,7 +8,7 @@ mod support;
 use bollard::query_parameters::{CreateImageOptionsBuilder, RemoveImageOptions, TagImageOptions};
 use bollard::Docker;
 use futures::StreamExt;
-use slipway_engine::build::image_archive::load_images;
+use slipway_engine::builds::image_archive::load_images;
 use slipway_engine::embedded::{ensure_base_image_as, BASE_IMAGE};
 use slipway_model::AppError;
 use support::{docker, nonce};

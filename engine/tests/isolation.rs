@@ -5,8 +5,8 @@
 
 mod support;
 
-use slipway_engine::build::diagnose::diagnose;
-use slipway_engine::build::registry::remote_digest;
+use slipway_engine::builds::diagnose::diagnose;
+use slipway_engine::builds::registry::remote_digest;
 use slipway_engine::embedded::BASE_IMAGE;
 use slipway_model::base_image::NewAllowedImage;
 use slipway_model::build::BuildDetail;
@@ -243,7 +243,7 @@ async fn a_build_naming_another_projects_repository_as_its_image_cannot_push_ove
     ];
     let a = w.project("pusher", &files).await;
     let input = slipway_model::build::NewBuild { project: a.slug.clone(), run: true, ..Default::default() };
-    let refused = slipway_engine::build::create::create_build(&w.store, &input, None).await.expect_err("the build is refused");
+    let refused = slipway_engine::builds::create::create_build(&w.store, &input, None).await.expect_err("the build is refused");
     let slipway_engine::Error::App(e) = refused else { panic!("a user error, not {refused}") };
     assert_eq!(e.code, slipway_model::ErrorCode::InvalidInput, "{e:?}");
     assert_eq!(e.problems.first().map(|p| p.field.as_str()), Some("manifest.services.api.image"), "{e:?}");

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use slipway_engine::build::buildkit::BuildKitBackend;
-use slipway_engine::build::create::create_build;
+use slipway_engine::builds::buildkit::BuildKitBackend;
+use slipway_engine::builds::create::create_build;
 use slipway_engine::logs::{start_writer, LogSink, LogWriter, Masker, Phase, Stream, MASK};
-use slipway_engine::build::runner::{Runner, RunnerConfig};
+use slipway_engine::builds::runner::{Runner, RunnerConfig};
 use slipway_engine::embedded::{ensure_base_image, BASE_IMAGE};
 use slipway_engine::logs::{FollowEvent, Follower, HubConfig, LogHub};
-use slipway_engine::store::{RunOutcome, SpecInsert};
+use slipway_engine::builds::{RunOutcome, SpecInsert};
 use slipway_engine::Store;
 use slipway_model::build::NewBuild;
 use slipway_model::project::NewProject;

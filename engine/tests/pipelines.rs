@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use bollard::query_parameters::ListContainersOptions;
 use bollard::Docker;
-use slipway_engine::build::buildkit::BuildKitBackend;
-use slipway_engine::build::runner::{Runner, RunnerConfig};
+use slipway_engine::builds::buildkit::BuildKitBackend;
+use slipway_engine::builds::runner::{Runner, RunnerConfig};
 use slipway_engine::embedded::{ensure_base_image, BASE_IMAGE};
 use slipway_engine::pipeline;
 use slipway_engine::release::{self, target::container_name, DeployTarget, LocalDockerTarget};

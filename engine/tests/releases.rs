@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
 use bollard::Docker;
 use sha2::{Digest, Sha256};
-use slipway_engine::build::buildkit::BuildKitBackend;
-use slipway_engine::build::create::create_build;
-use slipway_engine::build::runner::{Runner, RunnerConfig};
+use slipway_engine::builds::buildkit::BuildKitBackend;
+use slipway_engine::builds::create::create_build;
+use slipway_engine::builds::runner::{Runner, RunnerConfig};
 use slipway_engine::embedded::{ensure_base_image, BASE_IMAGE};
 use slipway_engine::release::{self, target::container_name, LocalDockerTarget};
-use slipway_engine::store::{ArtifactInsert, RunOutcome, SpecInsert};
+use slipway_engine::builds::{ArtifactInsert, RunOutcome, SpecInsert};
 use slipway_engine::Store;
 use slipway_model::build::{BuildDetail, NewBuild};
 use slipway_model::id::{self, USER};
@@ -604,7 +604,7 @@ impl release::DeployTarget for HeldTarget<'_> {
     fn deploy<'b>(
         &'b self,
         plan: &'b release::DeployPlan,
-    ) -> slipway_engine::build::BoxFuture<'b, Result<Vec<slipway_model::release::ContainerView>, release::DeployError>> {
+    ) -> slipway_engine::builds::BoxFuture<'b, Result<Vec<slipway_model::release::ContainerView>, release::DeployError>> {
         Box::pin(async move {
             self.entered.notify_one();
             self.release.notified().await;

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use bollard::query_parameters::RemoveImageOptions;
 use bollard::Docker;
-use slipway_engine::build::buildkit::BuildKitBackend;
-use slipway_engine::build::create::create_build;
-use slipway_engine::build::registry::{remote_digest, RegistryTarget};
-use slipway_engine::build::runner::{Runner, RunnerConfig};
-use slipway_engine::build::transfer::{self, ExportedBuildFile, EXPORT_FORMAT};
+use slipway_engine::builds::buildkit::BuildKitBackend;
+use slipway_engine::builds::create::create_build;
+use slipway_engine::builds::registry::{remote_digest, RegistryTarget};
+use slipway_engine::builds::runner::{Runner, RunnerConfig};
+use slipway_engine::builds::transfer::{self, ExportedBuildFile, EXPORT_FORMAT};
 use slipway_engine::embedded::{ensure_base_image, BASE_IMAGE};
 use slipway_engine::release;
 use slipway_engine::Store;

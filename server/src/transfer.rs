@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
 use slipway_app::auth::AuthInfo;
-use slipway_engine::build::transfer::{self, MAX_IMPORT_BYTES};
+use slipway_engine::builds::transfer::{self, MAX_IMPORT_BYTES};
 use slipway_model::auth::Principal;
 use slipway_model::build::ImportedBuild;
 use slipway_model::id::{self, BUILD};

@@ -13,7 +13,7 @@ use axum::Router;
 use leptos::config::LeptosOptions;
 use serde_json::{json, Value};
 use slipway_app::auth::{Access, ENDPOINTS};
-use slipway_engine::store::SpecInsert;
+use slipway_engine::builds::SpecInsert;
 use slipway_engine::Store;
 use slipway_model::auth::{NewToken, Principal, Role};
 use slipway_model::project::NewProject;
@@ -79,7 +79,7 @@ async fn world(pool: PgPool) -> World {
     let first = store.enqueue_run(&spec.id, None, false).await.unwrap();
     store.claim_run("authz", std::time::Duration::from_secs(60), "test").await.unwrap().unwrap();
     store
-        .insert_artifact(&first.id, &spec.id, &slipway_engine::store::ArtifactInsert {
+        .insert_artifact(&first.id, &spec.id, &slipway_engine::builds::ArtifactInsert {
             service_name: "api".into(),
             image_ref: "127.0.0.1:5000/alpha/api:sha-aaaaaaaaaaaa".into(),
             digest: format!("sha256:{}", "c".repeat(64)),
@@ -88,7 +88,7 @@ async fn world(pool: PgPool) -> World {
         })
         .await
         .unwrap();
-    assert!(store.finish_run(&first.id, "authz", &slipway_engine::store::RunOutcome::Completed { reused_from: None }).await.unwrap());
+    assert!(store.finish_run(&first.id, "authz", &slipway_engine::builds::RunOutcome::Completed { reused_from: None }).await.unwrap());
     let release = slipway_engine::release::create_release(
         &store,
         &slipway_model::release::NewRelease { project: project.id.clone(), build: spec.id.clone(), tag: Some("v1".into()), version: None, notes: None },

@@ -13,7 +13,7 @@ use leptos::config::LeptosOptions;
 use serde_json::Value;
 use slipway_engine::logs::{start_writer, LogSink, LogWriter, Masker, Phase, Stream, MASK};
 use slipway_engine::logs::{HubConfig, LogHub};
-use slipway_engine::store::{RunOutcome, SpecInsert};
+use slipway_engine::builds::{RunOutcome, SpecInsert};
 use slipway_engine::Store;
 use slipway_model::project::NewProject;
 use slipway_server::{app, AppState};

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use leptos::config::LeptosOptions;
-use slipway_engine::build::buildkit::BuildKitBackend;
-use slipway_engine::build::runner::{Runner, RunnerConfig};
+use slipway_engine::builds::buildkit::BuildKitBackend;
+use slipway_engine::builds::runner::{Runner, RunnerConfig};
 use slipway_engine::docker::Docker;
 use slipway_engine::embedded::ensure_base_image;
 use slipway_engine::release::LocalDockerTarget;

@@ -15,7 +15,7 @@ use slipway_model::status::ErrorClass;
 
 use super::dockerfile::{image_uses, Resolved};
 use super::reference::{ImagePattern, ImageRef};
-use crate::build::BuildFailure;
+use crate::builds::BuildFailure;
 
 /// What a project's builds may use.
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 //! Reading build logs: keyset pages by sequence number on the primary key
 //! `(run_id, seq)`, a case-insensitive plain-text search that ignores ANSI
-//! colour codes, the newest run of a build, and the few questions build
+//! colour codes, and the few questions build
 //! diagnosis asks of a run's log (its tail, its last phase, the steps it
 //! started). Lines are written by [`super::writer::start_writer`]; every
 //! query of `build_logs` other than the writer's insert is here.
@@ -93,16 +93,6 @@ impl Store {
         let last = lines.last().map(|l| l.seq).or(after);
         let next_after = if lines.len() as i64 == limit || !run.status.is_terminal() { Some(last.unwrap_or(-1)) } else { None };
         Ok(LogPage { run_id: run.id, run_status: run.status, lines, next_after })
-    }
-
-    /// The newest run (highest run number) of a build, if it has one.
-    pub async fn latest_run_id(&self, build_id: &str) -> Result<Option<String>> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT id FROM build_runs WHERE build_id = $1 ORDER BY seq DESC LIMIT 1")
-                .bind(build_id)
-                .fetch_optional(self.pool())
-                .await?;
-        Ok(row.map(|(id,)| id))
     }
 
     /// The last `limit` lines of a run that `tail` selects, oldest first.

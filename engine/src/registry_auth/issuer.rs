@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::grant::{Grant, Scope};
 use super::jwt;
 use super::key::SigningKey;
-use crate::build::registry::RegistryTarget;
+use crate::builds::registry::RegistryTarget;
 use crate::error::Result;
 use crate::isolation::reference::normalize_host;
 use crate::Store;

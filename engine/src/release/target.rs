@@ -29,7 +29,7 @@ use bollard::Docker;
 use futures::StreamExt;
 use slipway_model::release::ContainerView;
 
-use crate::build::BoxFuture;
+use crate::builds::BoxFuture;
 
 /// Prefix of every label Slipway puts on the containers it runs.
 pub const LABEL_PREFIX: &str = "dev.slipway.";

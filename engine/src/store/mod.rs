@@ -1,10 +1,15 @@
-//! The Postgres store: one pool, migrations at start-up, and one module of
-//! queries per area of the domain.
+//! The Postgres store: one pool and migrations at start-up.
+//!
+//! How storage is written, everywhere: each capability owns its queries as
+//! `impl Store` blocks in its own module (`builds/store.rs`, `logs/read.rs`
+//! and `logs/writer.rs`, `auth/`, `secrets.rs`, projects here), so a query is
+//! always called as `store.something(…)`, spans come from one
+//! `#[tracing::instrument]` per method, and finding who touches a table means
+//! reading one module. This style was already the majority (projects, builds,
+//! logs, auth, secrets); free functions over `&Store` (release/, pipeline.rs)
+//! are the older style still being converted.
 
-mod builds;
 mod projects;
-
-pub use builds::{ArtifactInsert, ClaimedRun, Heartbeat, RunOutcome, SpecInsert};
 
 use std::time::Duration;
 

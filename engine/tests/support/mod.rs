@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
-use slipway_engine::build::buildkit::BuildKitBackend;
-use slipway_engine::build::create::create_build;
-use slipway_engine::build::runner::{Runner, RunnerConfig};
+use slipway_engine::builds::buildkit::BuildKitBackend;
+use slipway_engine::builds::create::create_build;
+use slipway_engine::builds::runner::{Runner, RunnerConfig};
 use slipway_engine::embedded::ensure_base_image;
 use slipway_engine::Store;
 use slipway_model::build::{BuildDetail, NewBuild};
@@ -28,10 +28,10 @@ pub fn tokens() -> Option<slipway_engine::registry_auth::TokenIssuer> {
 }
 
 /// A target that may read the project's images in the test registry.
-pub fn reader(project_slug: &str) -> slipway_engine::build::registry::RegistryTarget {
+pub fn reader(project_slug: &str) -> slipway_engine::builds::registry::RegistryTarget {
     match tokens() {
         Some(issuer) => issuer.pull_target(&registry(), project_slug).expect("a pull credential"),
-        None => slipway_engine::build::registry::RegistryTarget::new(registry()),
+        None => slipway_engine::builds::registry::RegistryTarget::new(registry()),
     }
 }
 

@@ -11,8 +11,9 @@ use slipway_model::id::{self, ARTIFACT, BUILD, MANIFEST, RUN};
 use slipway_model::status::BuildRunStatus;
 use slipway_model::AppError;
 
-use super::Store;
+use super::{CANCEL_CHANNEL, QUEUE_CHANNEL};
 use crate::error::{Error, Result};
+use crate::store::Store;
 
 #[derive(sqlx::FromRow)]
 struct SpecRow {
@@ -298,7 +299,7 @@ impl Store {
         .await;
         match res {
             Ok(row) => {
-                sqlx::query("SELECT pg_notify('build_queue', $1)").bind(build_id).execute(self.pool()).await?;
+                sqlx::query("SELECT pg_notify($1, $2)").bind(QUEUE_CHANNEL).bind(build_id).execute(self.pool()).await?;
                 row.try_into()
             }
             Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
@@ -418,7 +419,7 @@ impl Store {
         .await?
         .rows_affected();
         if requeued > 0 {
-            sqlx::query("SELECT pg_notify('build_queue', 'requeued')").execute(self.pool()).await?;
+            sqlx::query("SELECT pg_notify($1, 'requeued')").bind(QUEUE_CHANNEL).execute(self.pool()).await?;
         }
         Ok((requeued, failed))
     }
@@ -447,7 +448,7 @@ impl Store {
         .await?;
         match building {
             Some(r) => {
-                sqlx::query("SELECT pg_notify('build_cancel', $1)").bind(&r.id).execute(self.pool()).await?;
+                sqlx::query("SELECT pg_notify($1, $2)").bind(CANCEL_CHANNEL).bind(&r.id).execute(self.pool()).await?;
                 r.try_into()
             }
             None => {
@@ -655,4 +656,32 @@ impl Store {
         };
         Ok(BuildPage { items, next })
     }
+
+    /// The newest run (highest run number) of a build, if it has one.
+    pub async fn latest_run_id(&self, build_id: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM build_runs WHERE build_id = $1 ORDER BY seq DESC LIMIT 1")
+                .bind(build_id)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.map(|(id,)| id))
+    }
+
+    /// Records the one run of an imported build: completed, by `import`,
+    /// with `runner_ref` saying where it came from. Returns its id.
+    #[tracing::instrument(skip_all, fields(build = %build_id))]
+    pub async fn insert_imported_run(&self, build_id: &str, runner_ref: &str) -> Result<String> {
+        let run_id = id::new_id(RUN);
+        sqlx::query(
+            "INSERT INTO build_runs (id, build_id, seq, status, backend, runner_ref, started_at, completed_at)
+             VALUES ($1, $2, 1, 'completed', 'import', $3, now(), now())",
+        )
+        .bind(&run_id)
+        .bind(build_id)
+        .bind(runner_ref)
+        .execute(self.pool())
+        .await?;
+        Ok(run_id)
+    }
+
 }

@@ -30,7 +30,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use slipway_model::build::{is_git_sha, is_manifest_hash, BuildArtifact, BuildRun, BuildSpec, ImportedBuild};
-use slipway_model::id::{self, RUN};
+use slipway_model::id;
 use slipway_model::image_name::{ProjectImages, SlipwayRegistry};
 use slipway_model::manifest::Registry;
 use slipway_model::manifest::{self, MANIFEST_PATH};
@@ -46,7 +46,7 @@ use bollard::auth::DockerCredentials;
 use super::LogSink;
 use crate::error::{Error, Result};
 use crate::release::target::repository_of;
-use crate::store::{ArtifactInsert, SpecInsert};
+use super::{ArtifactInsert, SpecInsert};
 use crate::Store;
 
 /// `format` of `build.json`.
@@ -588,16 +588,7 @@ pub async fn import_archive(
             created_by: imported_by.map(str::to_string),
         })
         .await?;
-    let run_id = id::new_id(RUN);
-    sqlx::query(
-        "INSERT INTO build_runs (id, build_id, seq, status, backend, runner_ref, started_at, completed_at)
-         VALUES ($1, $2, 1, 'completed', 'import', $3, now(), now())",
-    )
-    .bind(&run_id)
-    .bind(&spec.id)
-    .bind(format!("import of {} ({})", b.spec.id, b.project_slug))
-    .execute(store.pool())
-    .await?;
+    let run_id = store.insert_imported_run(&spec.id, &format!("import of {} ({})", b.spec.id, b.project_slug)).await?;
     for a in &artifacts {
         store.insert_artifact(&run_id, &spec.id, a).await?;
     }

@@ -11,7 +11,8 @@ use slipway_model::{AppError, FieldProblem};
 use super::runner::parse_registry_override;
 use super::workspace;
 use crate::error::Result;
-use crate::store::{SpecInsert, Store};
+use super::SpecInsert;
+use crate::store::Store;
 
 /// Longest timeout a build may ask for (a day).
 pub const MAX_TIMEOUT_SECONDS: u32 = 86_400;

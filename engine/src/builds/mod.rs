@@ -2,6 +2,10 @@
 //! the Postgres queue, clones and checks out the commit, tars each service's
 //! context, builds it on a [`BuildBackend`], pushes it and records the
 //! artifacts with their registry digests.
+//!
+//! Everything builds keep in Postgres (specs, runs and their queue,
+//! artifacts) is read and written through [`store`]; the NOTIFY channels of
+//! the queue are named below.
 
 pub mod buildkit;
 pub mod create;
@@ -14,6 +18,7 @@ mod realm;
 pub mod registry;
 pub mod runner;
 mod session;
+pub mod store;
 pub mod transfer;
 pub mod workspace;
 
@@ -24,6 +29,13 @@ use std::pin::Pin;
 use slipway_model::status::ErrorClass;
 
 pub use crate::logs::{LogSink, Phase, Stream};
+pub use store::{ArtifactInsert, ClaimedRun, Heartbeat, RunOutcome, SpecInsert};
+
+/// Channel notified when a run is queued or requeued (payload: the build id,
+/// or `requeued`); build workers wake on it.
+pub const QUEUE_CHANNEL: &str = "build_queue";
+/// Channel notified when cancelling a run that is building (payload: the run id).
+pub const CANCEL_CHANNEL: &str = "build_cancel";
 
 /// What a backend needs to build one service's image.
 #[derive(Debug, Clone)]

@@ -23,7 +23,8 @@ use super::workspace::{self, FsRepoView};
 use super::{BuildBackend, BuildFailure, ImageBuild};
 use crate::logs::{start_writer, LogSink, Masker, Phase};
 use crate::secrets::SecretBox;
-use crate::store::{ArtifactInsert, ClaimedRun, Heartbeat, RunOutcome, Store};
+use super::{ArtifactInsert, ClaimedRun, Heartbeat, RunOutcome};
+use crate::store::Store;
 
 /// How a worker behaves.
 #[derive(Debug, Clone)]
