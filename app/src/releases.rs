@@ -25,16 +25,6 @@ async fn project_guard(endpoint: &str, project: &str) -> Result<(String, crate::
     Ok((p.id, g))
 }
 
-/// Wakes this process's deploy executor after a deployment may have become runnable.
-#[cfg(feature = "ssr")]
-fn kick_deploys() {
-    if let Ok(ctx) = crate::server::context() {
-        if let Some(k) = &ctx.deploy_kick {
-            k.notify_one();
-        }
-    }
-}
-
 /// Creates a release from a completed build (tags are unique and immutable).
 #[server(prefix = "/api", endpoint = "releases/create", input = Json)]
 pub async fn create_release(input: NewRelease) -> Result<Release, AppError> {
@@ -132,7 +122,6 @@ pub async fn request_deploy(project: String, request: DeployRequest) -> Result<D
     let (pid, g) = project_guard("deployments/request", &project).await?;
     let d = slipway_engine::release::request_deploy(&ctx.store, &pid, &request, g.user_id(), slipway_model::release::DeploymentKind::Deploy).await?;
     crate::auth::audit(&g, "deploy.requested", Some(&pid), Some(("deployment", &d.id)), serde_json::json!({ "environment": d.environment, "release": d.release_tag, "image_digests": d.image_digests, "status": d.status })).await;
-    kick_deploys();
     Ok(d)
 }
 
@@ -143,7 +132,6 @@ pub async fn promote(project: String, from: String, to: String) -> Result<Deploy
     let (pid, g) = project_guard("deployments/promote", &project).await?;
     let d = slipway_engine::release::promote(&ctx.store, &pid, &from, &to, g.user_id()).await?;
     crate::auth::audit(&g, "deploy.promoted", Some(&pid), Some(("deployment", &d.id)), serde_json::json!({ "from": from, "to": to, "release": d.release_tag, "image_digests": d.image_digests, "status": d.status })).await;
-    kick_deploys();
     Ok(d)
 }
 
@@ -154,7 +142,6 @@ pub async fn rollback(project: String, environment: String) -> Result<Deployment
     let (pid, g) = project_guard("deployments/rollback", &project).await?;
     let d = slipway_engine::release::rollback(&ctx.store, &pid, &environment, g.user_id()).await?;
     crate::auth::audit(&g, "deploy.rollback", Some(&pid), Some(("deployment", &d.id)), serde_json::json!({ "environment": environment, "release": d.release_tag, "status": d.status })).await;
-    kick_deploys();
     Ok(d)
 }
 
@@ -176,7 +163,6 @@ pub async fn approve(deployment: String) -> Result<Deployment, AppError> {
     let may = g.role.map(|r| r.allows(slipway_model::auth::Permission::Approve)).unwrap_or(false);
     let d = slipway_engine::release::approve(&ctx.store, &d.id, &g.user()?.user.id, may).await?;
     crate::auth::audit(&g, "deploy.approved", Some(&d.project_id), Some(("deployment", &d.id)), serde_json::json!({ "environment": d.environment, "release": d.release_tag, "image_digests": d.image_digests, "status": d.status })).await;
-    kick_deploys();
     Ok(d)
 }
 

@@ -9,8 +9,6 @@ pub struct AppContext {
     pub store: Store,
     /// Encrypts project secrets; `None` when the server has no key.
     pub secrets: Option<std::sync::Arc<slipway_engine::secrets::SecretBox>>,
-    /// Wakes the deploy executor of this process (when it runs one).
-    pub deploy_kick: Option<std::sync::Arc<tokio::sync::Notify>>,
     /// Slipway's registry (`host:port`), `None` when pushing is disabled:
     /// image names are checked against it when a build is created.
     pub registry: Option<String>,

@@ -18,6 +18,7 @@ pub mod registry_auth;
 pub mod release;
 pub mod secrets;
 pub mod store;
+pub mod worker;
 
 pub use error::{Error, Result};
 pub use store::Store;

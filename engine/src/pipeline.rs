@@ -24,7 +24,7 @@
 //!   are skipped (independent steps still run).
 //! - Every change of a step (status, start and end, a live `detail` line,
 //!   outputs, error) is written to `pipeline_runs.steps` at once and
-//!   announced with `NOTIFY pipeline_runs, '<id>'`, so the dashboard shows the
+//!   announced on [`RUNS_CHANNEL`] (payload `<id>`), so the dashboard shows the
 //!   run live.
 //! - One driver per run: a driver holds a lease on the run
 //!   (`lease_owner`, `lease_expires_at`), renews it while it works, and only
@@ -53,9 +53,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::builds::create::create_build;
 use crate::builds::workspace;
+use crate::builds::BoxFuture;
 use crate::error::{Error, Result};
 use crate::release::deployments as deps;
 use crate::release::DeployTarget;
+use crate::worker::{Job, Shape};
 use crate::Store;
 
 /// How long a driver's claim on a run lasts without being renewed.
@@ -64,6 +66,8 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(500);
 /// Runs one [`spawn_driver`] loop drives at once.
 const MAX_IN_FLIGHT: usize = 16;
+/// Channel notified when a pipeline run is created or needs driving (payload: its id).
+pub const RUNS_CHANNEL: &str = "pipeline_runs";
 
 // ---------------------------------------------------------------------------
 // Loading
@@ -358,7 +362,7 @@ async fn insert_run(
         }
         Err(e) => return Err(e.into()),
     }
-    sqlx::query("SELECT pg_notify('pipeline_runs', $1)").bind(&id).execute(&mut **tx).await?;
+    crate::worker::notify(&mut **tx, RUNS_CHANNEL, &id).await?;
     Ok(id)
 }
 
@@ -558,7 +562,7 @@ impl Writer<'_> {
     }
 
     async fn notify(&self) {
-        if let Err(e) = sqlx::query("SELECT pg_notify('pipeline_runs', $1)").bind(self.id).execute(self.store.pool()).await {
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)").bind(RUNS_CHANNEL).bind(self.id).execute(self.store.pool()).await {
             tracing::debug!(error = %e, "notifying pipeline_runs");
         }
     }
@@ -1009,77 +1013,54 @@ async fn deploy_step(rc: &RunCtx<'_>, cx: &mut StepCtx<'_>, step: &PipelineStep,
 // The server's driver loop
 // ---------------------------------------------------------------------------
 
-/// The server's pipeline driver: claims runs nobody drives (at most 16 at a
-/// time), drives each to its end on `target`, and wakes on
-/// `NOTIFY pipeline_runs` or every second. On shutdown it stops its drives
-/// and gives their leases back, so another process resumes them at once.
+/// The server's pipeline driver, in the shape of every worker
+/// ([`crate::worker`]): claims runs nobody drives (at most 16 at a time),
+/// drives each to its end on `target`, and wakes on [`RUNS_CHANNEL`] or
+/// every second. On shutdown it stops its drives and gives their leases
+/// back, so another process resumes them at once.
 pub fn spawn_driver(store: Store, target: Arc<dyn DeployTarget>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "slipway".into());
-        let owner = format!("{host}:{}:{}", std::process::id(), id::new_id("drv"));
-        let mut listener = match sqlx::postgres::PgListener::connect_with(store.pool()).await {
-            Ok(mut l) => match l.listen("pipeline_runs").await {
-                Ok(()) => Some(l),
-                Err(e) => {
-                    tracing::warn!(error = %e, "LISTEN pipeline_runs failed; polling instead");
-                    None
-                }
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "no listener connection for pipelines; polling instead");
-                None
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "slipway".into());
+    let owner = format!("{host}:{}:{}", std::process::id(), id::new_id("drv"));
+    tracing::info!(driver = %owner, "pipeline driver starting");
+    let shape = Shape { name: "pipeline driver", channel: RUNS_CHANNEL, slots: MAX_IN_FLIGHT, poll: Duration::from_secs(1), drain: false };
+    crate::worker::spawn(store.clone(), shape, Arc::new(Driver { store, target, owner }), shutdown)
+}
+
+/// The pipeline driver's [`Job`].
+struct Driver {
+    store: Store,
+    target: Arc<dyn DeployTarget>,
+    owner: String,
+}
+
+impl Job for Driver {
+    type Claim = String;
+
+    fn claim(&self) -> BoxFuture<'_, Result<Option<String>>> {
+        Box::pin(claim_next(&self.store, &self.owner, DEFAULT_LEASE))
+    }
+
+    fn run(self: Arc<Self>, id: String) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            match drive_claimed(&self.store, self.target.as_ref(), &id, &self.owner, DEFAULT_LEASE).await {
+                Ok(run) => tracing::info!(pipeline_run = %id, status = %run.status, "pipeline run ended"),
+                Err(e) => tracing::warn!(pipeline_run = %id, error = %e, "driving a pipeline run stopped; it resumes later"),
             }
-        };
-        let mut tasks: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
-        tracing::info!(driver = %owner, "pipeline driver started");
-        loop {
-            if shutdown.is_cancelled() {
-                break;
+        })
+    }
+
+    fn stopped(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let r = sqlx::query("UPDATE pipeline_runs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1")
+                .bind(&self.owner)
+                .execute(self.store.pool())
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "giving back pipeline leases at shutdown");
             }
-            while tasks.len() < MAX_IN_FLIGHT {
-                match claim_next(&store, &owner, DEFAULT_LEASE).await {
-                    Ok(Some(id)) => {
-                        let (store, target, owner) = (store.clone(), target.clone(), owner.clone());
-                        tasks.spawn(async move {
-                            match drive_claimed(&store, target.as_ref(), &id, &owner, DEFAULT_LEASE).await {
-                                Ok(run) => tracing::info!(pipeline_run = %id, status = %run.status, "pipeline run ended"),
-                                Err(e) => tracing::warn!(pipeline_run = %id, error = %e, "driving a pipeline run stopped; it resumes later"),
-                            }
-                        });
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "claiming a pipeline run");
-                        break;
-                    }
-                }
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                n = async {
-                    match listener.as_mut() {
-                        Some(l) => l.recv().await.map(|_| ()),
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    if n.is_err() {
-                        listener = None;
-                    }
-                }
-            }
-        }
-        tasks.shutdown().await;
-        let r = sqlx::query("UPDATE pipeline_runs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1")
-            .bind(&owner)
-            .execute(store.pool())
-            .await;
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "giving back pipeline leases at shutdown");
-        }
-        tracing::info!(driver = %owner, "pipeline driver stopped");
-    })
+            tracing::info!(driver = %self.owner, "pipeline driver stopped");
+        })
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> Error {

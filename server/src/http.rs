@@ -39,8 +39,6 @@ pub struct AppState {
     /// not authenticate with Slipway's tokens). Serves the realm and signs
     /// the credentials of imports and exports.
     pub registry_tokens: Option<slipway_engine::registry_auth::TokenIssuer>,
-    /// Wakes the deploy executor (None: this process runs no deployments).
-    pub deploy_kick: Option<std::sync::Arc<tokio::sync::Notify>>,
     /// Client address, cookie security and per-process limits.
     pub edge: std::sync::Arc<crate::edge::Edge>,
     /// This process's metrics for `/metrics` (`None`: not served).
@@ -69,7 +67,6 @@ impl AppState {
             docker_endpoint: "not connected".into(),
             registry: None,
             registry_tokens: None,
-            deploy_kick: None,
             edge: Default::default(),
             metrics: crate::metrics::Metrics::new(None),
             secrets: Some(secrets),
@@ -77,7 +74,7 @@ impl AppState {
     }
 
     fn context(&self) -> AppContext {
-        AppContext { store: self.store.clone(), secrets: self.secrets.clone(), deploy_kick: self.deploy_kick.clone(), registry: self.registry.clone() }
+        AppContext { store: self.store.clone(), secrets: self.secrets.clone(), registry: self.registry.clone() }
     }
 }
 

@@ -14,6 +14,7 @@ use slipway_engine::builds::buildkit::BuildKitBackend;
 use slipway_engine::builds::legacy::LegacyBackend;
 use slipway_engine::builds::runner::{Runner, RunnerConfig};
 use slipway_engine::builds::BuildBackend;
+use slipway_engine::release::{DeployTarget, LocalDockerTarget};
 use slipway_engine::secrets::{MasterKey, SecretBox};
 use slipway_engine::Store;
 use std::sync::Arc;
@@ -214,13 +215,22 @@ async fn serve_inner(
             serve.addr
         );
     }
-    let deploy_kick = docker.as_ref().map(|d| start_deploy_executor(store.clone(), d.clone(), registry_tokens.clone(), shutdown.clone()));
-    // Pipeline runs (build → release → deploy) are driven in the background, one driver per run across processes.
-    let pipelines = docker.as_ref().map(|d| slipway_engine::pipeline::spawn_driver(store.clone(), Arc::new(slipway_engine::release::LocalDockerTarget::new(d.clone()).with_registry_tokens(registry_tokens.clone())), shutdown.clone()));
+    // Deployments are rolled out as they become `deploying` (woken by Postgres NOTIFY from any process), and
+    // pipeline runs (build → release → deploy) are driven in the background, one driver per run across processes.
+    let (deploys, pipelines) = match &docker {
+        Some(d) => {
+            let target: Arc<dyn DeployTarget> = Arc::new(LocalDockerTarget::new(d.clone()).with_registry_tokens(registry_tokens.clone()));
+            (
+                Some(slipway_engine::release::spawn_executor(store.clone(), target.clone(), slipway_engine::release::executor::POLL, shutdown.clone())),
+                Some(slipway_engine::pipeline::spawn_driver(store.clone(), target, shutdown.clone())),
+            )
+        }
+        None => (None, None),
+    };
     let edge = Arc::new(crate::edge::Edge::new(trusted_proxy_header(serve)?, serve.force_secure_cookie, Default::default()));
     let metrics = crate::metrics::Metrics::new(serve.metrics_token.clone());
     let upkeep = metrics.clone().map(crate::metrics::spawn_upkeep);
-    let state = AppState { leptos, store, docker, docker_endpoint, registry, registry_tokens, log_hub: log_hub.clone(), secrets: Some(secrets), deploy_kick, edge, metrics };
+    let state = AppState { leptos, store, docker, docker_endpoint, registry, registry_tokens, log_hub: log_hub.clone(), secrets: Some(secrets), edge, metrics };
     if let Some(addr) = serve.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the metrics address {addr}"))?;
         let metrics_router = crate::metrics::router(state.clone());
@@ -238,12 +248,10 @@ async fn serve_inner(
     axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    // Every background worker is awaited: nothing of this process runs on after this returns.
     shutdown.cancel();
-    if let Some(worker) = worker {
-        let _ = worker.await;
-    }
-    if let Some(pipelines) = pipelines {
-        let _ = pipelines.await;
+    for handle in [worker, deploys, pipelines].into_iter().flatten() {
+        let _ = handle.await;
     }
     if let Some(upkeep) = upkeep {
         upkeep.abort();
@@ -355,33 +363,6 @@ pub async fn run_admin_create(common: Common, serve: Serve, username: String) ->
     .await;
     started.stop().await;
     result
-}
-
-/// Runs deployments on the local Docker engine: whenever a request or an
-/// approval makes one runnable (woken through the returned notifier), and
-/// every 2 s for approved deployments whose wait timer has run out.
-fn start_deploy_executor(store: Store, docker: bollard::Docker, registry_tokens: Option<TokenIssuer>, shutdown: CancellationToken) -> Arc<tokio::sync::Notify> {
-    let kick = Arc::new(tokio::sync::Notify::new());
-    let wake = kick.clone();
-    tokio::spawn(async move {
-        let target = slipway_engine::release::LocalDockerTarget::new(docker).with_registry_tokens(registry_tokens);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
-            }
-            match slipway_engine::release::run_pending(&store, &target).await {
-                Ok(done) => {
-                    for d in done {
-                        tracing::info!(deployment = %d.id, environment = %d.environment, status = %d.status.as_str(), "deployment finished");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "running pending deployments"),
-            }
-        }
-    });
-    kick
 }
 
 /// The `--trusted-proxy-header` setting as a header name (a bad name stops start-up).

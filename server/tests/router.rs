@@ -49,7 +49,6 @@ async fn router_with(store: Store) -> Router {
         registry,
         registry_tokens,
         secrets: None,
-        deploy_kick: None,
         metrics: None,
         edge: Default::default(),
     })

@@ -80,7 +80,6 @@ impl Fixture {
             registry_tokens: None,
             log_hub: self.hub.clone(),
             secrets: None,
-            deploy_kick: None,
             metrics: None,
             edge: Default::default(),
         }

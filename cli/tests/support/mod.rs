@@ -88,8 +88,6 @@ impl Server {
         let mut state = AppState::for_tests(leptos, store.clone());
         state.docker = Some(docker.clone());
         state.registry = Some(registry());
-        let kick = Arc::new(tokio::sync::Notify::new());
-        state.deploy_kick = Some(kick.clone());
         let shutdown = CancellationToken::new();
 
         // The build worker, with the secrets box the server encrypts with.
@@ -99,24 +97,10 @@ impl Server {
         let runner = Arc::new(Runner::new(store.clone(), docker.clone(), Arc::new(BuildKitBackend::new(docker.clone())), state.secrets.clone(), config));
         runner.start(shutdown.clone());
 
-        // The deploy executor: what `slipway-server serve` runs, woken the same way.
+        // The deploy executor: what `slipway-server serve` runs, woken the same way (Postgres NOTIFY).
         let label = format!("cli-{}", &slipway_model::id::new_id("x")[2..14]);
         let target = LocalDockerTarget::new(docker).with_labels([("dev.slipway.test".to_string(), label.clone())].into());
-        {
-            let (store, shutdown) = (store.clone(), shutdown.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = kick.notified() => {}
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    }
-                    if let Err(e) = slipway_engine::release::run_pending(&store, &target).await {
-                        eprintln!("deploy executor: {e}");
-                    }
-                }
-            });
-        }
+        slipway_engine::release::spawn_executor(store.clone(), Arc::new(target), Duration::from_millis(500), shutdown.clone());
 
         let admin = user(&store, "cli-admin", true).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

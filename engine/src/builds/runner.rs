@@ -15,7 +15,6 @@ use slipway_model::image_name::{NamingProblem, ProjectImages, SlipwayRegistry};
 use slipway_model::manifest::{self, Manifest, Registry};
 use slipway_model::project::Project;
 use slipway_model::status::ErrorClass;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::registry::{self as reg, RegistryTarget};
@@ -23,6 +22,7 @@ use super::workspace::{self, FsRepoView};
 use super::{BuildBackend, BuildFailure, ImageBuild};
 use crate::logs::{start_writer, LogSink, Masker, Phase};
 use crate::secrets::SecretBox;
+use crate::worker::{self, Job, Shape};
 use super::{ArtifactInsert, ClaimedRun, Heartbeat, RunOutcome};
 use crate::store::Store;
 
@@ -130,77 +130,23 @@ impl Runner {
         &self.config
     }
 
-    /// Claims and executes runs until `shutdown` fires, `concurrency` at a time.
+    /// Claims and executes runs until `shutdown` fires, `concurrency` at a
+    /// time, in the shape of every worker ([`crate::worker`]): woken by
+    /// [`super::QUEUE_CHANNEL`] or every second, reaping expired leases every
+    /// 5 s. On shutdown its running builds stop (their leases run out and
+    /// another worker takes them over); the handle resolves after that.
     pub fn start(self: Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
-            let mut listener = match sqlx::postgres::PgListener::connect_with(self.store.pool()).await {
-                Ok(mut l) => match l.listen("build_queue").await {
-                    Ok(()) => Some(l),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "LISTEN build_queue failed; polling instead");
-                        None
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, "no listener connection; polling instead");
-                    None
-                }
-            };
-            let mut last_reap = Instant::now() - Duration::from_secs(60);
-            tracing::info!(worker = %self.config.worker_id, concurrency = self.config.concurrency, backend = self.backend.name(), "build worker started");
-            loop {
-                if shutdown.is_cancelled() {
-                    break;
-                }
-                if last_reap.elapsed() >= Duration::from_secs(5) {
-                    last_reap = Instant::now();
-                    match self.store.reap_expired_runs(self.config.max_attempts).await {
-                        Ok((0, 0)) => {}
-                        Ok((requeued, failed)) => tracing::warn!(requeued, failed, "recovered runs whose worker stopped"),
-                        Err(e) => tracing::warn!(error = %e, "reaping expired runs"),
-                    }
-                }
-                // Claim while there are free slots.
-                let mut claimed_any = false;
-                while let Ok(permit) = slots.clone().try_acquire_owned() {
-                    match self.store.claim_run(&self.config.worker_id, self.config.lease, self.backend.name()).await {
-                        Ok(Some(claimed)) => {
-                            claimed_any = true;
-                            let me = self.clone();
-                            tokio::spawn(async move {
-                                me.execute(claimed).await;
-                                drop(permit);
-                            });
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "claiming a run");
-                            break;
-                        }
-                    }
-                }
-                if claimed_any {
-                    continue;
-                }
-                let wait = tokio::time::sleep(Duration::from_secs(1));
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = wait => {}
-                    n = async {
-                        match listener.as_mut() {
-                            Some(l) => l.recv().await.map(|_| ()),
-                            None => std::future::pending().await,
-                        }
-                    } => {
-                        if n.is_err() {
-                            listener = None;
-                        }
-                    }
-                }
-            }
-            tracing::info!(worker = %self.config.worker_id, "build worker stopped claiming");
-        })
+        tracing::info!(worker = %self.config.worker_id, concurrency = self.config.concurrency, backend = self.backend.name(), "build worker starting");
+        let shape = Shape {
+            name: "build worker",
+            channel: super::QUEUE_CHANNEL,
+            slots: self.config.concurrency.max(1),
+            poll: Duration::from_secs(1),
+            drain: false,
+        };
+        let store = self.store.clone();
+        let job = Arc::new(BuildJob { runner: self, last_reap: std::sync::Mutex::new(None) });
+        worker::spawn(store, shape, job, shutdown)
     }
 
     /// Claims one pending run, if any, and executes it to the end. Returns its id.
@@ -601,6 +547,49 @@ impl Runner {
             log.system(Phase::Record, &format!("artifact {}: {}@{}", a.service_name, a.image_ref, a.digest)).await;
         }
         Ok(None)
+    }
+}
+
+/// The build worker's [`Job`]: claims pending runs and executes them.
+struct BuildJob {
+    runner: Arc<Runner>,
+    /// When expired leases were last reaped.
+    last_reap: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Job for BuildJob {
+    type Claim = ClaimedRun;
+
+    fn tick(&self) -> super::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let due = {
+                let mut last = match self.last_reap.lock() {
+                    Ok(l) => l,
+                    Err(p) => p.into_inner(),
+                };
+                let due = last.is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+                if due {
+                    *last = Some(Instant::now());
+                }
+                due
+            };
+            if due {
+                match self.runner.store.reap_expired_runs(self.runner.config.max_attempts).await {
+                    Ok((0, 0)) => {}
+                    Ok((requeued, failed)) => tracing::warn!(requeued, failed, "recovered runs whose worker stopped"),
+                    Err(e) => tracing::warn!(error = %e, "reaping expired runs"),
+                }
+            }
+        })
+    }
+
+    fn claim(&self) -> super::BoxFuture<'_, crate::Result<Option<ClaimedRun>>> {
+        let r = &self.runner;
+        Box::pin(r.store.claim_run(&r.config.worker_id, r.config.lease, r.backend.name()))
+    }
+
+    fn run(self: Arc<Self>, claimed: ClaimedRun) -> super::BoxFuture<'static, ()> {
+        Box::pin(async move { self.runner.execute(claimed).await })
     }
 }
 

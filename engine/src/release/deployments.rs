@@ -573,6 +573,9 @@ async fn insert_deployment(store: &Store, env: &Environment, new: NewDeployment<
         }
         Err(e) => return Err(e.into()),
     }
+    if status == DeploymentStatus::Deploying {
+        super::executor::announce(&mut *tx, &id).await?;
+    }
     tx.commit().await?;
     tracing::info!(deployment = %id, environment = %env.name, status = %status, kind = %new.kind, "deployment requested");
     get_deployment(store, &id).await
@@ -692,6 +695,9 @@ pub(crate) async fn deploy_for_pipeline(
                     return Err(busy(&env.name, &deploying.map(|d| d.0).unwrap_or_else(|| "another deployment".into())));
                 }
                 Err(e) => return Err(e.into()),
+            }
+            if status == DeploymentStatus::Deploying {
+                super::executor::announce(&mut *tx, &id).await?;
             }
             tx.commit().await?;
             tracing::info!(deployment = %id, environment = %env.name, status = %status, "pipeline deployment started");
@@ -989,6 +995,7 @@ async fn advance(tx: &mut Transaction<'_, Postgres>, deployment_id: &str) -> Res
         .bind(deployment_id)
         .execute(&mut **tx)
         .await?;
+    super::executor::announce(&mut **tx, deployment_id).await?;
     Ok(true)
 }
 

@@ -8,7 +8,10 @@
 //! - [`environments`]: the ordered promotion path with approval gates and
 //!   deploy targets, synced from the manifest or edited on the dashboard.
 //! - [`deployments`]: deploy requests, approvals bound to digests,
-//!   promotion, rollback, the pre-promotion diff, the board and the executor.
+//!   promotion, rollback, the pre-promotion diff, the board and the rollout
+//!   of one deployment.
+//! - [`executor`]: the background worker that rolls out deployments as they
+//!   become `deploying`, woken by Postgres NOTIFY in every process.
 //! - [`target`]: [`DeployTarget`] and the local Docker engine target.
 //!
 //! Nothing here writes audit events or knows about roles: callers pass user
@@ -16,6 +19,7 @@
 
 pub mod deployments;
 pub mod environments;
+pub mod executor;
 pub mod releases;
 pub mod target;
 
@@ -23,6 +27,7 @@ pub use deployments::{
     approve, board, diff, execute_deployment, get_deployment, promote, reject, request_deploy, rollback, run_pending,
     start_due_deployments,
 };
+pub use executor::{spawn_executor, DEPLOYS_CHANNEL};
 pub use environments::{
     create_environment, delete_environment, list_environments, sync_environments_from_manifest, update_environment,
 };
