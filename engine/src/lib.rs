@@ -1,6 +1,11 @@
-//! Slipway's native core: the Postgres store, the embedded services a
-//! one-command install starts (Postgres, Docker engine, registry, base image),
-//! the demo project, and (later) builds, logs, releases and deploys.
+//! Slipway's native core: the Postgres store ([`store`]) and one module per
+//! capability, each owning its queries — [`builds`] (specs, the run queue,
+//! backends, the runner, diagnosis), [`logs`] (capture, reading, live
+//! fan-out), [`release`] (releases, environments, deployments and their
+//! executor), [`pipeline`], [`auth`], [`secrets`] — the one background-worker
+//! shape the runner, the pipeline driver and the deploy executor run on
+//! ([`worker`]), the embedded services a one-command install starts
+//! (Postgres, Docker engine, registry, base image) and the demo project.
 
 pub mod auth;
 pub mod demo;

@@ -562,7 +562,7 @@ impl Writer<'_> {
     }
 
     async fn notify(&self) {
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)").bind(RUNS_CHANNEL).bind(self.id).execute(self.store.pool()).await {
+        if let Err(e) = crate::worker::notify(self.store.pool(), RUNS_CHANNEL, self.id).await {
             tracing::debug!(error = %e, "notifying pipeline_runs");
         }
     }

@@ -157,9 +157,10 @@ async fn listen(store: &Store, shape: &Shape) -> Option<PgListener> {
     }
 }
 
-/// Announces work on `channel` from inside `conn`'s transaction (delivered
-/// when it commits, to every process listening on the database).
-pub async fn notify(conn: &mut sqlx::PgConnection, channel: &str, payload: &str) -> Result<()> {
+/// Sends `payload` on `channel` to every process listening on the database:
+/// at once on a pool, when the transaction commits on a transaction's
+/// connection. Every NOTIFY of Slipway goes through here.
+pub async fn notify<'e>(conn: impl sqlx::PgExecutor<'e>, channel: &str, payload: &str) -> Result<()> {
     sqlx::query("SELECT pg_notify($1, $2)").bind(channel).bind(payload).execute(conn).await?;
     Ok(())
 }

@@ -14,6 +14,7 @@ use slipway_model::AppError;
 use super::{CANCEL_CHANNEL, QUEUE_CHANNEL};
 use crate::error::{Error, Result};
 use crate::store::Store;
+use crate::worker::notify;
 
 #[derive(sqlx::FromRow)]
 struct SpecRow {
@@ -299,7 +300,7 @@ impl Store {
         .await;
         match res {
             Ok(row) => {
-                sqlx::query("SELECT pg_notify($1, $2)").bind(QUEUE_CHANNEL).bind(build_id).execute(self.pool()).await?;
+                notify(self.pool(), QUEUE_CHANNEL, build_id).await?;
                 row.try_into()
             }
             Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
@@ -387,7 +388,7 @@ impl Store {
         .bind(reused)
         .execute(self.pool())
         .await?;
-        sqlx::query("SELECT pg_notify($1, $2)").bind(crate::logs::RUNS_CHANNEL).bind(run_id).execute(self.pool()).await?;
+        notify(self.pool(), crate::logs::RUNS_CHANNEL, run_id).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -419,7 +420,7 @@ impl Store {
         .await?
         .rows_affected();
         if requeued > 0 {
-            sqlx::query("SELECT pg_notify($1, 'requeued')").bind(QUEUE_CHANNEL).execute(self.pool()).await?;
+            notify(self.pool(), QUEUE_CHANNEL, "requeued").await?;
         }
         Ok((requeued, failed))
     }
@@ -448,7 +449,7 @@ impl Store {
         .await?;
         match building {
             Some(r) => {
-                sqlx::query("SELECT pg_notify($1, $2)").bind(CANCEL_CHANNEL).bind(&r.id).execute(self.pool()).await?;
+                notify(self.pool(), CANCEL_CHANNEL, &r.id).await?;
                 r.try_into()
             }
             None => {

@@ -296,7 +296,7 @@ impl Store {
         .bind(&lines)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("SELECT pg_notify($1, $2)").bind(LOGS_CHANNEL).bind(format!("{run_id}:{last}")).execute(&mut *tx).await?;
+        crate::worker::notify(&mut *tx, LOGS_CHANNEL, &format!("{run_id}:{last}")).await?;
         tx.commit().await?;
         crate::metrics::log_lines_ingested(batch.len());
         Ok(())
