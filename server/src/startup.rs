@@ -15,6 +15,7 @@ use slipway_engine::build::legacy::LegacyBackend;
 use slipway_engine::build::runner::{Runner, RunnerConfig};
 use slipway_engine::build::BuildBackend;
 use slipway_engine::secrets::{MasterKey, SecretBox};
+use slipway_engine::release::DeployTarget;
 use slipway_engine::Store;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -214,9 +215,11 @@ async fn serve_inner(
             serve.addr
         );
     }
-    let deploy_kick = docker.as_ref().map(|d| start_deploy_executor(store.clone(), d.clone(), registry_tokens.clone(), shutdown.clone()));
+    // Each deployment goes to the target its environment names; never another.
+    let targets = deploy_targets(&store, docker.as_ref(), registry_tokens.clone());
+    let deploy_kick = Some(start_deploy_executor(store.clone(), targets.clone(), shutdown.clone()));
     // Pipeline runs (build → release → deploy) are driven in the background, one driver per run across processes.
-    let pipelines = docker.as_ref().map(|d| slipway_engine::pipeline::spawn_driver(store.clone(), Arc::new(slipway_engine::release::LocalDockerTarget::new(d.clone()).with_registry_tokens(registry_tokens.clone())), shutdown.clone()));
+    let pipelines = Some(slipway_engine::pipeline::spawn_driver(store.clone(), targets.clone(), shutdown.clone()));
     let edge = Arc::new(crate::edge::Edge::new(trusted_proxy_header(serve)?, serve.force_secure_cookie, Default::default()));
     let metrics = crate::metrics::Metrics::new(serve.metrics_token.clone());
     let upkeep = metrics.clone().map(crate::metrics::spawn_upkeep);
@@ -357,21 +360,30 @@ pub async fn run_admin_create(common: Common, serve: Serve, username: String) ->
     result
 }
 
-/// Runs deployments on the local Docker engine: whenever a request or an
+/// The deploy targets of this process (see `release::select`): `docker`
+/// environments on the connected engine; `kubernetes` ones are refused
+/// (no cluster support yet), never sent to the engine.
+fn deploy_targets(store: &Store, docker: Option<&bollard::Docker>, registry_tokens: Option<TokenIssuer>) -> Arc<dyn DeployTarget> {
+    let local = docker.map(|d| {
+        Arc::new(slipway_engine::release::LocalDockerTarget::new(d.clone()).with_registry_tokens(registry_tokens)) as Arc<dyn DeployTarget>
+    });
+    slipway_engine::release::targets_for_process(store, local, None)
+}
+
+/// Runs deployments on their environments' targets: whenever a request or an
 /// approval makes one runnable (woken through the returned notifier), and
 /// every 2 s for approved deployments whose wait timer has run out.
-fn start_deploy_executor(store: Store, docker: bollard::Docker, registry_tokens: Option<TokenIssuer>, shutdown: CancellationToken) -> Arc<tokio::sync::Notify> {
+fn start_deploy_executor(store: Store, target: Arc<dyn DeployTarget>, shutdown: CancellationToken) -> Arc<tokio::sync::Notify> {
     let kick = Arc::new(tokio::sync::Notify::new());
     let wake = kick.clone();
     tokio::spawn(async move {
-        let target = slipway_engine::release::LocalDockerTarget::new(docker).with_registry_tokens(registry_tokens);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
             }
-            match slipway_engine::release::run_pending(&store, &target).await {
+            match slipway_engine::release::run_pending(&store, target.as_ref()).await {
                 Ok(done) => {
                     for d in done {
                         tracing::info!(deployment = %d.id, environment = %d.environment, status = %d.status.as_str(), "deployment finished");
