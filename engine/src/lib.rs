@@ -8,6 +8,7 @@ pub mod docker;
 pub mod embedded;
 pub mod error;
 pub mod build;
+pub mod clusters;
 pub mod health;
 pub mod isolation;
 pub mod logstream;
