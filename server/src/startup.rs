@@ -361,13 +361,15 @@ pub async fn run_admin_create(common: Common, serve: Serve, username: String) ->
 }
 
 /// The deploy targets of this process (see `release::select`): `docker`
-/// environments on the connected engine; `kubernetes` ones are refused
-/// (no cluster support yet), never sent to the engine.
+/// environments on the connected engine, `kubernetes` ones on the
+/// registered clusters (`store` opens their kubeconfigs).
 fn deploy_targets(store: &Store, docker: Option<&bollard::Docker>, registry_tokens: Option<TokenIssuer>) -> Arc<dyn DeployTarget> {
+    use slipway_engine::release::kubernetes::{KubernetesDeployer, RegisteredClusters};
     let local = docker.map(|d| {
-        Arc::new(slipway_engine::release::LocalDockerTarget::new(d.clone()).with_registry_tokens(registry_tokens)) as Arc<dyn DeployTarget>
+        Arc::new(slipway_engine::release::LocalDockerTarget::new(d.clone()).with_registry_tokens(registry_tokens.clone())) as Arc<dyn DeployTarget>
     });
-    slipway_engine::release::targets_for_process(store, local, None)
+    let clusters = KubernetesDeployer::new(store.clone(), Arc::new(RegisteredClusters::new(store.clone()))).with_registry_tokens(registry_tokens);
+    slipway_engine::release::targets_for_process(store, local, Some(Arc::new(clusters)))
 }
 
 /// Runs deployments on their environments' targets: whenever a request or an

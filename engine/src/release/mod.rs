@@ -10,6 +10,7 @@
 //! - [`deployments`]: deploy requests, approvals bound to digests,
 //!   promotion, rollback, the pre-promotion diff, the board and the executor.
 //! - [`target`]: [`DeployTarget`] and the local Docker engine target.
+//! - [`kubernetes`]: the Kubernetes target (server-side apply, rollout watch).
 //! - [`select`]: [`Targets`], the target chosen per environment from its
 //!   stored `deploy_target` (never a fallback to another kind).
 //!
@@ -18,6 +19,7 @@
 
 pub mod deployments;
 pub mod environments;
+pub mod kubernetes;
 pub mod releases;
 pub mod select;
 pub mod target;
