@@ -5,6 +5,7 @@
 pub mod account;
 pub mod auth;
 pub mod base_images;
+pub mod clusters;
 pub mod builds;
 pub mod components;
 pub mod logview;
@@ -68,6 +69,7 @@ pub fn App() -> impl IntoView {
                     <A href="/environments">"Environments"</A>
                     <A href="/audit">"Audit"</A>
                     <A href="/base-images">"Allowed images"</A>
+                    <A href="/clusters">"Clusters"</A>
                     <UserMenu/>
                 </nav>
                 <main class="content">
@@ -84,6 +86,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/account") view=account::AccountPage/>
                         <Route path=path!("/audit") view=account::AuditPage/>
                         <Route path=path!("/base-images") view=base_images::BaseImagesPage/>
+                        <Route path=path!("/clusters") view=clusters::ClustersPage/>
                         <Route path=path!("/pipelines/:run") view=pipelines::PipelineRunPage/>
                     </Routes>
                 </main>

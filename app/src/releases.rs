@@ -505,7 +505,10 @@ fn Column(
             <details class="history">
                 <summary>{format!("History ({})", col.history.len())}</summary>
                 {col.history.into_iter().map(|d| view! {
-                    <div class="small"><span class=status_badge(d.status)>{d.status.as_str()}</span>" "{d.release_tag.clone().unwrap_or_default()}" "{d.kind.as_str()}" "<span class="muted">{format_time(&d.created_at)}</span></div>
+                    <div class="small"><span class=status_badge(d.status)>{d.status.as_str()}</span>" "{d.release_tag.clone().unwrap_or_default()}" "{d.kind.as_str()}" "<span class="muted">{format_time(&d.created_at)}</span>
+                        // Why a rollout failed (a refused target, a rollout's pod reason).
+                        {d.error_message.clone().map(|e| view! { <div class="deployment-error error">{e}</div> })}
+                    </div>
                 }).collect_view()}
             </details>
         </section>

@@ -4,6 +4,7 @@
 
 mod account;
 mod base_images;
+mod clusters;
 mod builds;
 mod config;
 mod client;
@@ -78,6 +79,9 @@ enum Top {
     /// Registries a project's builds may push to: add, list, remove.
     #[command(subcommand)]
     Registries(registries::RegistryCmd),
+    /// Kubernetes clusters environments deploy to: add, list, remove, check (administrators).
+    #[command(subcommand)]
+    Clusters(clusters::ClusterCmd),
     /// The audit trail.
     Audit {
         #[arg(long)]
@@ -141,6 +145,7 @@ fn run(cli: &Cli, client: &Client) -> anyhow::Result<()> {
         Top::Secrets(cmd) => account::secrets(cmd, client, cli.json)?,
         Top::BaseImages(cmd) => base_images::run(cmd, client, cli.json)?,
         Top::Registries(cmd) => registries::run(cmd, client, cli.json)?,
+        Top::Clusters(cmd) => clusters::run(cmd, client, cli.json)?,
         Top::Audit { actor, action, project, limit } => account::audit(
             client,
             slipway_model::auth::AuditQuery {

@@ -211,6 +211,7 @@ pub fn env(cmd: &EnvCmd, client: &Client, json_out: bool) -> anyhow::Result<()> 
             }
             let e: &Environment = &col.environment;
             println!("Environment {} (position {}, gate: {} approval(s))", e.name, e.position, e.approval_required);
+            println!("  target: {}", e.deploy_target);
             match &col.current {
                 Some(d) => print_deployment(d),
                 None => println!("Nothing deployed"),

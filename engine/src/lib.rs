@@ -13,6 +13,7 @@ pub mod docker;
 pub mod embedded;
 pub mod error;
 pub mod builds;
+pub mod clusters;
 pub mod health;
 pub mod isolation;
 pub mod logs;

@@ -52,6 +52,8 @@ pub const MANIFEST: &str = "man";
 pub const SESSION: &str = "ses";
 /// Prefix of listed registry ids (`reg_…`).
 pub const REGISTRY: &str = "reg";
+/// Prefix of registered Kubernetes cluster ids (`cls_…`).
+pub const CLUSTER: &str = "cls";
 
 /// Every prefix Slipway uses, for exhaustive checks and documentation.
 pub const ALL_PREFIXES: &[&str] = &[
@@ -71,6 +73,7 @@ pub const ALL_PREFIXES: &[&str] = &[
     MANIFEST,
     SESSION,
     REGISTRY,
+    CLUSTER,
 ];
 
 /// POSIX regular expression matching a valid suffix, for database check constraints,

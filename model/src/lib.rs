@@ -6,6 +6,7 @@ pub mod ansi;
 pub mod auth;
 pub mod base_image;
 pub mod build;
+pub mod cluster;
 pub mod diagnose;
 pub mod error;
 pub mod health;

@@ -228,6 +228,9 @@ pub enum DeployTarget {
         /// Namespace to deploy into (the cluster default when absent).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         namespace: Option<String>,
+        /// The registered cluster to deploy to (`default` when absent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cluster: Option<String>,
     },
 }
 
@@ -539,7 +542,7 @@ const REGISTRY_KEYS: &[&str] = &["host", "namespace", "auth"];
 const AUTH_KEYS: &[&str] = &["username_secret", "token_secret"];
 const ENVIRONMENT_KEYS: &[&str] = &["name", "approval", "target"];
 const APPROVAL_KEYS: &[&str] = &["required", "approvers", "wait_timer_seconds"];
-const TARGET_KEYS: &[&str] = &["kind", "namespace"];
+const TARGET_KEYS: &[&str] = &["kind", "namespace", "cluster"];
 const PIPELINE_KEYS: &[&str] = &["steps"];
 const STEP_KEYS: &[&str] = &["name", "depends_on", "build", "release", "deploy", "action"];
 const STEP_ACTIONS: &[&str] = &["build", "release", "deploy"];
@@ -1496,7 +1499,7 @@ impl Parser {
         let kind_of = |me: &mut Self, p: &str, s: &str| -> Option<DeployTarget> {
             match s {
                 "docker" => Some(DeployTarget::Docker),
-                "kubernetes" | "k8s" => Some(DeployTarget::Kubernetes { namespace: None }),
+                "kubernetes" | "k8s" => Some(DeployTarget::Kubernetes { namespace: None, cluster: None }),
                 other => {
                     me.problem(
                         p,
@@ -1535,11 +1538,23 @@ impl Parser {
                     }
                     Some(ns)
                 });
+                let cpath = join_key(path, "cluster");
+                let cluster = fields.get("cluster").and_then(|c| {
+                    let name = self.string(&cpath, c)?;
+                    if !is_dns_label(&name) || !name.starts_with(|ch: char| ch.is_ascii_lowercase()) {
+                        self.problem(&cpath, format!("invalid cluster name `{name}`: lowercase letters, digits and `-`, starting with a letter (at most 63 characters)"));
+                        return None;
+                    }
+                    Some(name)
+                });
                 match kind {
-                    Some(DeployTarget::Kubernetes { .. }) => DeployTarget::Kubernetes { namespace },
+                    Some(DeployTarget::Kubernetes { .. }) => DeployTarget::Kubernetes { namespace, cluster },
                     Some(DeployTarget::Docker) => {
                         if fields.has("namespace") {
                             self.problem(&npath, "`namespace` applies only to `kind: kubernetes`");
+                        }
+                        if fields.has("cluster") {
+                            self.problem(&cpath, "`cluster` applies only to `kind: kubernetes`");
                         }
                         DeployTarget::Docker
                     }
@@ -2450,9 +2465,10 @@ mod canon {
     fn environment(e: &Environment) -> Json {
         let target = match &e.target {
             DeployTarget::Docker => Obj::new().put("kind", s("docker")).done(),
-            DeployTarget::Kubernetes { namespace } => Obj::new()
+            DeployTarget::Kubernetes { namespace, cluster } => Obj::new()
                 .put("kind", s("kubernetes"))
                 .opt("namespace", namespace.as_deref().map(s))
+                .opt("cluster", cluster.as_deref().map(s))
                 .done(),
         };
         Obj::new()
@@ -2791,7 +2807,8 @@ pipelines:
         assert_eq!(
             prod.target,
             DeployTarget::Kubernetes {
-                namespace: Some("prod".into())
+                namespace: Some("prod".into()),
+                cluster: None
             }
         );
         assert_eq!(
@@ -3025,7 +3042,7 @@ pipelines:
         assert_eq!(m.environment_order(), ["zeta", "alpha", "mid"]);
         assert_eq!(
             m.environments[2].target,
-            DeployTarget::Kubernetes { namespace: None }
+            DeployTarget::Kubernetes { namespace: None, cluster: None }
         );
     }
 

@@ -14,7 +14,7 @@ use slipway_engine::builds::buildkit::BuildKitBackend;
 use slipway_engine::builds::legacy::LegacyBackend;
 use slipway_engine::builds::runner::{Runner, RunnerConfig};
 use slipway_engine::builds::BuildBackend;
-use slipway_engine::release::{DeployTarget, LocalDockerTarget};
+use slipway_engine::release::DeployTarget;
 use slipway_engine::secrets::{MasterKey, SecretBox};
 use slipway_engine::Store;
 use std::sync::Arc;
@@ -215,18 +215,12 @@ async fn serve_inner(
             serve.addr
         );
     }
-    // Deployments are rolled out as they become `deploying` (woken by Postgres NOTIFY from any process), and
-    // pipeline runs (build → release → deploy) are driven in the background, one driver per run across processes.
-    let (deploys, pipelines) = match &docker {
-        Some(d) => {
-            let target: Arc<dyn DeployTarget> = Arc::new(LocalDockerTarget::new(d.clone()).with_registry_tokens(registry_tokens.clone()));
-            (
-                Some(slipway_engine::release::spawn_executor(store.clone(), target.clone(), slipway_engine::release::executor::POLL, shutdown.clone())),
-                Some(slipway_engine::pipeline::spawn_driver(store.clone(), target, shutdown.clone())),
-            )
-        }
-        None => (None, None),
-    };
+    // Each deployment goes to the target its environment names, never another; deployments are rolled out as
+    // they become `deploying` (woken by Postgres NOTIFY from any process), and pipeline runs (build → release →
+    // deploy) are driven in the background, one driver per run across processes.
+    let targets = deploy_targets(&store, docker.as_ref(), registry_tokens.clone());
+    let deploys = Some(slipway_engine::release::spawn_executor(store.clone(), targets.clone(), slipway_engine::release::executor::POLL, shutdown.clone()));
+    let pipelines = Some(slipway_engine::pipeline::spawn_driver(store.clone(), targets, shutdown.clone()));
     let edge = Arc::new(crate::edge::Edge::new(trusted_proxy_header(serve)?, serve.force_secure_cookie, Default::default()));
     let metrics = crate::metrics::Metrics::new(serve.metrics_token.clone());
     let upkeep = metrics.clone().map(crate::metrics::spawn_upkeep);
@@ -363,6 +357,18 @@ pub async fn run_admin_create(common: Common, serve: Serve, username: String) ->
     .await;
     started.stop().await;
     result
+}
+
+/// The deploy targets of this process (see `release::select`): `docker`
+/// environments on the connected engine, `kubernetes` ones on the
+/// registered clusters (`store` opens their kubeconfigs).
+fn deploy_targets(store: &Store, docker: Option<&bollard::Docker>, registry_tokens: Option<TokenIssuer>) -> Arc<dyn DeployTarget> {
+    use slipway_engine::release::kubernetes::{KubernetesDeployer, RegisteredClusters};
+    let local = docker.map(|d| {
+        Arc::new(slipway_engine::release::LocalDockerTarget::new(d.clone()).with_registry_tokens(registry_tokens.clone())) as Arc<dyn DeployTarget>
+    });
+    let clusters = KubernetesDeployer::new(store.clone(), Arc::new(RegisteredClusters::new(store.clone()))).with_registry_tokens(registry_tokens);
+    slipway_engine::release::targets_for_process(store, local, Some(Arc::new(clusters)))
 }
 
 /// The `--trusted-proxy-header` setting as a header name (a bad name stops start-up).

@@ -41,6 +41,18 @@ impl From<EnvironmentRow> for Environment {
     }
 }
 
+/// The stored `deploy_target` of a project's environment `name`, read at
+/// rollout time by target selection (`None`: no such environment).
+pub(crate) async fn stored_target(store: &Store, project_id: &str, name: &str) -> Result<Option<serde_json::Value>> {
+    let row: Option<(serde_json::Value,)> =
+        sqlx::query_as("SELECT deploy_target FROM environments WHERE project_id = $1 AND name = $2")
+            .bind(project_id)
+            .bind(name)
+            .fetch_optional(store.pool())
+            .await?;
+    Ok(row.map(|(t,)| t))
+}
+
 /// The environment `name_or_id` of a project.
 pub(crate) async fn find_environment(store: &Store, project_id: &str, project_slug: &str, name_or_id: &str) -> Result<Environment> {
     let key = name_or_id.trim();

@@ -13,6 +13,9 @@
 //! - [`executor`]: the background worker that rolls out deployments as they
 //!   become `deploying`, woken by Postgres NOTIFY in every process.
 //! - [`target`]: [`DeployTarget`] and the local Docker engine target.
+//! - [`kubernetes`]: the Kubernetes target (server-side apply, rollout watch).
+//! - [`select`]: [`Targets`], the target chosen per environment from its
+//!   stored `deploy_target` (never a fallback to another kind).
 //!
 //! Nothing here writes audit events or knows about roles: callers pass user
 //! ids and whether a user may approve, and record the audit trail.
@@ -20,7 +23,9 @@
 pub mod deployments;
 pub mod environments;
 pub mod executor;
+pub mod kubernetes;
 pub mod releases;
+pub mod select;
 pub mod target;
 
 pub use deployments::{
@@ -32,6 +37,7 @@ pub use environments::{
     create_environment, delete_environment, list_environments, sync_environments_from_manifest, update_environment,
 };
 pub use releases::{create_release, get_release, list_releases, maybe_auto_release, resolve_release};
+pub use select::{targets_for_process, ClusterDeployer, TargetChoice, Targets};
 pub use target::{DeployError, DeployPlan, DeployTarget, LocalDockerTarget, ServicePlan};
 
 use slipway_model::release::{is_image_digest, ImageDigests};

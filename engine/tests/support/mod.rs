@@ -126,3 +126,56 @@ impl Builds {
         rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("\n")
     }
 }
+
+/// Records a completed build of `git_sha` without running one (its manifest
+/// is `manifest`; each artifact is `(service, digest)` in Slipway's test
+/// registry at 127.0.0.1:5000) and makes release `tag` of it.
+pub async fn recorded_release(
+    store: &Store,
+    project: &Project,
+    git_sha: &str,
+    manifest: &str,
+    artifacts: &[(&str, String)],
+    tag: &str,
+) -> slipway_model::release::Release {
+    use slipway_engine::builds::{ArtifactInsert, RunOutcome, SpecInsert};
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(format!("manifest of {git_sha}").as_bytes()))
+    };
+    let parsed = slipway_model::manifest::parse(manifest).expect("manifest");
+    store.record_manifest(&project.id, git_sha, &hash, manifest, &serde_json::json!({})).await.expect("manifest recorded");
+    slipway_engine::release::sync_environments_from_manifest(store, &project.id, &parsed).await.expect("environments");
+    let (spec, _) = store
+        .create_build_spec(&SpecInsert {
+            project_id: project.id.clone(),
+            git_sha: git_sha.into(),
+            manifest_hash: hash,
+            services: None,
+            inputs: serde_json::json!({}),
+            registry: None,
+            cache: None,
+            build_args: Default::default(),
+            force_rebuild: false,
+            idempotency_key: None,
+            created_by: None,
+        })
+        .await
+        .expect("spec");
+    let run = store.enqueue_run(&spec.id, None, false).await.expect("run");
+    let claimed = store.claim_run("recorder", Duration::from_secs(60), "recorded").await.expect("claim").expect("a run");
+    assert_eq!(claimed.run.id, run.id);
+    for (service, digest) in artifacts {
+        let insert = ArtifactInsert {
+            service_name: (*service).into(),
+            image_ref: format!("127.0.0.1:5000/{}/{service}:sha-{}", project.slug, &git_sha[..12]),
+            digest: digest.clone(),
+            platforms: vec![],
+            size_bytes: None,
+        };
+        store.insert_artifact(&run.id, &spec.id, &insert).await.expect("artifact");
+    }
+    assert!(store.finish_run(&run.id, "recorder", &RunOutcome::Completed { reused_from: None }).await.expect("finish"));
+    let input = slipway_model::release::NewRelease { project: project.slug.clone(), build: spec.id, tag: Some(tag.into()), ..Default::default() };
+    slipway_engine::release::create_release(store, &input, None).await.expect("release")
+}
