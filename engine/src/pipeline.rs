@@ -3,7 +3,8 @@
 //! steps after it.
 //!
 //! - [`start_pipeline`] records a `pending` run (`pip_…`) after checking the
-//!   commit, its manifest and the manifest hash exactly like a build request.
+//!   commit, its manifest and the manifest hash exactly like a build request
+//!   (both through [`crate::builds::commit`]).
 //!   A deploy request with `git_sha` (+ `manifest_hash`) and without `direct`
 //!   ([`crate::release::request_deploy`]) starts one too, and records the
 //!   requested deployment as `pending`, linked to the run
@@ -40,9 +41,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use slipway_model::build::{is_git_sha, is_manifest_hash, NewBuild};
+use slipway_model::build::NewBuild;
 use slipway_model::id::{self, PIPELINE_RUN};
-use slipway_model::manifest::{self, Manifest, Pipeline, PipelineStep, StepAction, MANIFEST_PATH};
+use slipway_model::manifest::{self, Manifest, Pipeline, PipelineStep, StepAction};
 use slipway_model::pipeline::{PipelineCursor, PipelineListQuery, PipelineRun, PipelineRunPage, StepState, StepStatus};
 use slipway_model::project::Project;
 use slipway_model::release::{Deployment, ImageDigests, NewRelease, Release};
@@ -51,8 +52,8 @@ use slipway_model::{AppError, ErrorCode, FieldProblem};
 use sqlx::{Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
 
+use crate::builds::commit::{self, ManifestSource, ResolvedCommit};
 use crate::builds::create::create_build;
-use crate::builds::workspace;
 use crate::builds::BoxFuture;
 use crate::error::{Error, Result};
 use crate::release::deployments as deps;
@@ -164,72 +165,21 @@ pub async fn list_pipeline_runs(store: &Store, project: &str, q: &PipelineListQu
 // Starting
 // ---------------------------------------------------------------------------
 
-/// A commit and its manifest, checked.
-struct Prepared {
-    sha: String,
-    hash: String,
-    manifest: Manifest,
-}
-
 /// Resolves `git_ref` (a full sha, a branch or a tag; empty: the default
 /// branch), reads the manifest at that commit (the one recorded for it, else
-/// from the repository, recording it), and checks `manifest_hash` against it.
-async fn prepare(store: &Store, project: &Project, git_ref: &str, manifest_hash: Option<&str>) -> Result<Prepared> {
-    let mut problems = Vec::new();
-    if let Some(hash) = manifest_hash {
-        if !is_manifest_hash(hash) {
-            problems.push(FieldProblem { field: "manifest_hash".into(), message: "must be 64 lowercase hex characters".into() });
-        }
-    }
-    let git_ref = match git_ref.trim() {
-        "" => project.default_branch.as_str(),
-        r => r,
-    };
-    if git_ref.len() == 40 && git_ref.chars().all(|c| c.is_ascii_hexdigit()) && !is_git_sha(git_ref) {
-        problems.push(FieldProblem { field: "git_sha".into(), message: "a full git sha must be lowercase hex".into() });
-    }
+/// from the repository, recording it), and checks `manifest_hash` against it,
+/// exactly like a build request (but naming the field `git_sha`).
+async fn prepare(store: &Store, project: &Project, git_ref: &str, manifest_hash: Option<&str>) -> Result<ResolvedCommit> {
+    let git_ref = commit::ref_or_default(Some(git_ref), project);
+    let problems: Vec<FieldProblem> =
+        commit::manifest_hash_problem(manifest_hash).into_iter().chain(commit::ref_problem(git_ref, "git_sha")).collect();
     if !problems.is_empty() {
         return Err(AppError::invalid_fields(problems).into());
     }
-    let git = workspace::Git::for_project(store, project).await.map_err(|e| AppError::invalid("git_sha", e.message))?;
-    let sha = if is_git_sha(git_ref) {
-        git_ref.to_string()
-    } else {
-        git.resolve_ref(&project.repo_url, git_ref).await.map_err(|e| AppError::invalid("git_sha", e.message))?
-    };
-    // `unrecorded`: the manifest's text, when this commit's manifest is new.
-    let (hash, manifest, unrecorded) = match store.manifest_content(&project.id, &sha).await? {
-        Some((hash, content)) => (hash, manifest::parse(&content).map_err(AppError::from)?, None),
-        None => {
-            let content = git
-                .read_file_at(&project.repo_url, &sha, MANIFEST_PATH)
-                .await
-                .map_err(|e| AppError::invalid("git_sha", e.message))?
-                .ok_or_else(|| AppError::invalid("git_sha", format!("commit {sha} has no {MANIFEST_PATH}")))?;
-            let parsed = manifest::parse(&content).map_err(AppError::from)?;
-            (parsed.canonical_hash(), parsed, Some(content))
-        }
-    };
-    if let Some(given) = manifest_hash {
-        if given != hash {
-            return Err(AppError::invalid(
-                "manifest_hash",
-                format!("does not match the manifest at {sha}: given {given}, manifest has {hash}"),
-            )
-            .into());
-        }
-    }
-    // The same sync as a build's: it refuses, before anything is recorded, a
-    // manifest that would loosen an existing gate or target.
-    if !manifest.environments.is_empty() {
-        crate::release::sync_environments_from_manifest(store, &project.id, &manifest).await?;
-    }
-    if let Some(content) = unrecorded {
-        let parsed_json =
-            serde_json::from_str::<serde_json::Value>(&manifest.canonical_json()).unwrap_or_else(|_| serde_json::json!({}));
-        store.record_manifest(&project.id, &sha, &hash, &content, &parsed_json).await?;
-    }
-    Ok(Prepared { sha, hash, manifest })
+    let resolved = ResolvedCommit::resolve(store, project, git_ref, "git_sha", ManifestSource::RecordedFirst).await?;
+    resolved.check_hash(manifest_hash)?;
+    resolved.record(store, project).await?;
+    Ok(resolved)
 }
 
 fn deploys_to(pipeline: &Pipeline, environment: &str) -> bool {
@@ -336,7 +286,7 @@ async fn insert_run(
     project: &Project,
     name: &str,
     pipeline: &Pipeline,
-    prepared: &Prepared,
+    prepared: &ResolvedCommit,
     inputs: &serde_json::Value,
     requested_by: Option<&str>,
 ) -> Result<String> {
