@@ -4,9 +4,9 @@
 //!
 //! - [`start_pipeline`] records a `pending` run (`pip_…`) after checking the
 //!   commit, its manifest and the manifest hash exactly like a build request
-//!   (both through [`crate::builds::commit`]).
-//!   A deploy request with `git_sha` (+ `manifest_hash`) and without `direct`
-//!   ([`crate::release::request_deploy`]) starts one too, and records the
+//!   (both through [`crate::builds::commit`]). A deploy request with `git_sha`
+//!   (+ `manifest_hash`) and without `direct` ([`request_deploy`], the entry
+//!   of every deploy request) starts one too, and records the
 //!   requested deployment as `pending`, linked to the run
 //!   (`Deployment::pipeline_run_id`); the run's deploy step to that
 //!   environment fills in the release and starts it.
@@ -41,12 +41,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use slipway_model::build::NewBuild;
+use slipway_model::build::{is_git_sha, is_manifest_hash, NewBuild};
 use slipway_model::id::{self, PIPELINE_RUN};
 use slipway_model::manifest::{self, Manifest, Pipeline, PipelineStep, StepAction};
 use slipway_model::pipeline::{PipelineCursor, PipelineListQuery, PipelineRun, PipelineRunPage, StepState, StepStatus};
 use slipway_model::project::Project;
-use slipway_model::release::{Deployment, ImageDigests, NewRelease, Release};
+use slipway_model::release::{DeployRequest, Deployment, DeploymentKind, ImageDigests, NewRelease, Release};
 use slipway_model::status::{BuildRunStatus, DeploymentStatus, PipelineRunStatus};
 use slipway_model::{AppError, ErrorCode, FieldProblem};
 use sqlx::{Postgres, Transaction};
@@ -346,14 +346,57 @@ pub async fn start_pipeline(
     get_pipeline_run(store, &id).await
 }
 
-/// The pipeline shape of a deploy request (`git_sha` [+ `manifest_hash`],
-/// no `direct`): starts the pipeline that deploys to `environment`
-/// (`inputs.pipeline`, else the only such pipeline, else `deploy` /
-/// `release`) and records the requested deployment as `pending` with no
-/// digests yet, linked to the run; it supersedes the environment's older
-/// requests that never ran, like any new request. Returns that deployment;
-/// its `pipeline_run_id` names the run.
-pub(crate) async fn request_pipeline_deploy(
+/// Records a deploy request for one environment of a project: the entry of
+/// every deploy request. `git_sha` (+ `manifest_hash`, checked when given)
+/// without `direct` and with nothing else to deploy is the pipeline shape:
+/// it starts the manifest's pipeline that deploys to this environment
+/// (`inputs.pipeline` names one) and returns the deployment recorded for it:
+/// `pending`, without digests yet, with `pipeline_run_id` set; the run's
+/// deploy step fills in its release and starts it (through the gate). Any
+/// other request names what to deploy and is recorded by
+/// [`crate::release::deployments`] (see there: behind the environment's gate,
+/// refused while the environment is being deployed). `inputs` must be a JSON
+/// object (or null).
+#[tracing::instrument(skip_all, fields(project = %project, environment = %req.environment))]
+pub async fn request_deploy(
+    store: &Store,
+    project: &str,
+    req: &DeployRequest,
+    requested_by: Option<&str>,
+    kind: DeploymentKind,
+) -> Result<Deployment> {
+    let project = store.get_project(project).await?;
+    let inputs = check_inputs(req.inputs.as_ref().unwrap_or(&serde_json::Value::Null))?;
+    match pipeline_shape(req, &inputs) {
+        Some((sha, hash)) => request_pipeline_deploy(store, &project, &req.environment, &sha, hash.as_deref(), &inputs, requested_by).await,
+        None => deps::request_release_deploy(store, &project, req, inputs, requested_by, kind).await,
+    }
+}
+
+/// `Some((git_sha, manifest_hash))` when the request runs the pipeline: a
+/// well-formed `git_sha`, no `direct`, and nothing else to deploy (no
+/// release, digests or image tag). Malformed fields are left to the
+/// release request, which names them.
+fn pipeline_shape(req: &DeployRequest, inputs: &serde_json::Value) -> Option<(String, Option<String>)> {
+    let nonempty = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    if req.direct || deps::release_reference(req, inputs).is_some() || req.image_digests.is_some() || nonempty(&req.image_tag).is_some() {
+        return None;
+    }
+    let sha = nonempty(&req.git_sha).filter(|s| is_git_sha(s))?;
+    let hash = nonempty(&req.manifest_hash);
+    if hash.as_deref().is_some_and(|h| !is_manifest_hash(h)) {
+        return None;
+    }
+    Some((sha, hash))
+}
+
+/// The pipeline shape of a deploy request: starts the pipeline that deploys
+/// to `environment` (`inputs.pipeline`, else the only such pipeline, else
+/// `deploy` / `release`) and records the requested deployment as `pending`
+/// with no digests yet, linked to the run; it supersedes the environment's
+/// older requests that never ran, like any new request. Returns that
+/// deployment; its `pipeline_run_id` names the run.
+async fn request_pipeline_deploy(
     store: &Store,
     project: &Project,
     environment: &str,
@@ -362,14 +405,13 @@ pub(crate) async fn request_pipeline_deploy(
     inputs: &serde_json::Value,
     requested_by: Option<&str>,
 ) -> Result<Deployment> {
-    let inputs = check_inputs(inputs)?;
     let prepared = prepare(store, project, git_sha, manifest_hash).await?;
     let env = crate::release::environments::find_environment(store, &project.id, &project.slug, environment).await?;
     let requested = inputs.get("pipeline").and_then(|v| v.as_str());
     let (name, pipeline) = choose_pipeline(&prepared.manifest, &prepared.sha, requested, Some(&env.name))?;
     let mut tx = store.pool().begin().await?;
-    let run_id = insert_run(&mut tx, project, name, pipeline, &prepared, &inputs, requested_by).await?;
-    let dep_id = deps::insert_pipeline_placeholder(&mut tx, &env, &run_id, &prepared.sha, requested_by, &inputs).await?;
+    let run_id = insert_run(&mut tx, project, name, pipeline, &prepared, inputs, requested_by).await?;
+    let dep_id = deps::insert_pipeline_placeholder(&mut tx, &env, &run_id, &prepared.sha, requested_by, inputs).await?;
     tx.commit().await?;
     tracing::info!(pipeline_run = %run_id, deployment = %dep_id, environment = %env.name, "pipeline deploy requested");
     deps::get_deployment(store, &dep_id).await

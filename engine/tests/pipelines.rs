@@ -196,7 +196,7 @@ async fn a_deploy_request_by_sha_runs_the_pipeline_and_passes_outputs_downstream
         manifest_hash: Some(fx.hash.clone()),
         ..Default::default()
     };
-    let requested = release::request_deploy(store, &fx.project.slug, &req, None, DeploymentKind::Deploy).await.unwrap();
+    let requested = pipeline::request_deploy(store, &fx.project.slug, &req, None, DeploymentKind::Deploy).await.unwrap();
     assert_eq!(requested.status, DeploymentStatus::Pending, "{requested:?}");
     assert!(requested.image_digests.is_empty() && requested.release_id.is_none());
     assert_eq!(requested.git_sha.as_deref(), Some(fx.sha.as_str()));
@@ -296,7 +296,7 @@ async fn a_failing_build_step_fails_the_run_and_skips_the_rest(pool: PgPool) {
         manifest_hash: Some(fx.hash.clone()),
         ..Default::default()
     };
-    let requested = release::request_deploy(store, &fx.project.slug, &req, None, DeploymentKind::Deploy).await.unwrap();
+    let requested = pipeline::request_deploy(store, &fx.project.slug, &req, None, DeploymentKind::Deploy).await.unwrap();
     let run_id = requested.pipeline_run_id.clone().unwrap();
 
     // Another driver holds the run: this one is refused, then takes over once the lease expires.
@@ -366,7 +366,7 @@ async fn starting_a_pipeline_checks_the_manifest_like_a_build(pool: PgPool) {
         .await
         .unwrap();
     let req = DeployRequest { environment: "other".into(), git_sha: Some(fx.sha.clone()), ..Default::default() };
-    let err: AppError = release::request_deploy(store, &fx.project.slug, &req, None, DeploymentKind::Deploy).await.unwrap_err().into();
+    let err: AppError = pipeline::request_deploy(store, &fx.project.slug, &req, None, DeploymentKind::Deploy).await.unwrap_err().into();
     assert!(err.message.contains("deploys to `other`"), "{}", err.message);
     let unchanged = pipeline::get_pipeline_run(store, &run.id).await.unwrap();
     assert_eq!(unchanged.status, PipelineRunStatus::Pending, "nobody drives runs in this test");

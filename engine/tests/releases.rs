@@ -15,6 +15,7 @@ use slipway_engine::builds::buildkit::BuildKitBackend;
 use slipway_engine::builds::create::create_build;
 use slipway_engine::builds::runner::{Runner, RunnerConfig};
 use slipway_engine::embedded::{ensure_base_image, BASE_IMAGE};
+use slipway_engine::pipeline;
 use slipway_engine::release::{self, target::container_name, LocalDockerTarget};
 use slipway_engine::builds::{ArtifactInsert, RunOutcome, SpecInsert};
 use slipway_engine::Store;
@@ -174,7 +175,7 @@ impl Fixture {
 
     async fn deploy(&self, env: &str, release: &str, by: Option<&str>) -> slipway_engine::Result<Deployment> {
         let req = DeployRequest { environment: env.into(), release: Some(release.into()), ..Default::default() };
-        release::request_deploy(&self.store, &self.project.slug, &req, by, DeploymentKind::Deploy).await
+        pipeline::request_deploy(&self.store, &self.project.slug, &req, by, DeploymentKind::Deploy).await
     }
 
     async fn execute(&self, d: &Deployment) -> Deployment {
@@ -746,7 +747,7 @@ async fn a_changed_release_needs_new_approvals(pool: PgPool) {
     let v2 = recorded_release(&store, &project, "v2", "two").await;
     let req = |tag: &str| DeployRequest { environment: "production".into(), release: Some(tag.into()), ..Default::default() };
 
-    let d = release::request_deploy(&store, &project.slug, &req("v1"), Some(&dev), DeploymentKind::Deploy).await.unwrap();
+    let d = pipeline::request_deploy(&store, &project.slug, &req("v1"), Some(&dev), DeploymentKind::Deploy).await.unwrap();
     let d = release::approve(&store, &d.id, &alice, true).await.unwrap();
     assert_eq!(d.approvals_needed, 1);
 
@@ -773,9 +774,9 @@ async fn a_changed_release_needs_new_approvals(pool: PgPool) {
     assert!(failed.error_message.unwrap().contains("differ from those of release v1"));
 
     // A new release requested for the environment supersedes the waiting one; its approvals stay behind.
-    let a = release::request_deploy(&store, &project.slug, &req("v1"), Some(&dev), DeploymentKind::Deploy).await.unwrap();
+    let a = pipeline::request_deploy(&store, &project.slug, &req("v1"), Some(&dev), DeploymentKind::Deploy).await.unwrap();
     release::approve(&store, &a.id, &alice, true).await.unwrap();
-    let b = release::request_deploy(&store, &project.slug, &req("v2"), Some(&dev), DeploymentKind::Deploy).await.unwrap();
+    let b = pipeline::request_deploy(&store, &project.slug, &req("v2"), Some(&dev), DeploymentKind::Deploy).await.unwrap();
     assert_eq!((b.status, b.approvals_needed, b.approvals.len()), (DeploymentStatus::AwaitingApproval, 2, 0));
     let a = release::get_deployment(&store, &a.id).await.unwrap();
     assert_eq!(a.status, DeploymentStatus::Superseded);
@@ -805,7 +806,7 @@ async fn the_wait_timer_holds_an_approved_deployment_until_it_runs_out(pool: PgP
     release::create_environment(&store, &project.slug, &gate("production", 1, &[], 2)).await.unwrap();
     recorded_release(&store, &project, "v1", "one").await;
     let req = DeployRequest { environment: "production".into(), release: Some("v1".into()), direct: true, ..Default::default() };
-    let d = release::request_deploy(&store, &project.slug, &req, Some(&dev), DeploymentKind::Deploy).await.unwrap();
+    let d = pipeline::request_deploy(&store, &project.slug, &req, Some(&dev), DeploymentKind::Deploy).await.unwrap();
     assert_eq!(d.status, DeploymentStatus::AwaitingApproval, "direct bypasses the pipeline, not the gate");
     let d = release::approve(&store, &d.id, &alice, true).await.unwrap();
     assert_eq!((d.status, d.approvals_needed), (DeploymentStatus::AwaitingApproval, 0));
@@ -836,7 +837,7 @@ async fn deploy_requests_resolve_every_source_and_refuse_the_pipeline_shape(pool
     let deploy = |req: DeployRequest| {
         let store = store.clone();
         let slug = project.slug.clone();
-        async move { release::request_deploy(&store, &slug, &DeployRequest { environment: "staging".into(), ..req }, None, DeploymentKind::Deploy).await }
+        async move { pipeline::request_deploy(&store, &slug, &DeployRequest { environment: "staging".into(), ..req }, None, DeploymentKind::Deploy).await }
     };
 
     let by_tag = deploy(DeployRequest { release: Some("v1".into()), ..Default::default() }).await.unwrap();
@@ -880,7 +881,7 @@ async fn deploy_requests_resolve_every_source_and_refuse_the_pipeline_shape(pool
     let e = app_err(deploy(DeployRequest { release: Some("v404".into()), ..Default::default() }).await);
     assert_eq!(e.problems[0].field, "release");
     let e = app_err(
-        release::request_deploy(&store, &project.slug, &DeployRequest { environment: "qa".into(), ..Default::default() }, None, DeploymentKind::Deploy)
+        pipeline::request_deploy(&store, &project.slug, &DeployRequest { environment: "qa".into(), ..Default::default() }, None, DeploymentKind::Deploy)
             .await,
     );
     assert_eq!(e.code, ErrorCode::NotFound);

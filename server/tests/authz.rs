@@ -105,7 +105,7 @@ async fn world(pool: PgPool) -> World {
         .await
         .unwrap();
     }
-    let deployment = slipway_engine::release::request_deploy(
+    let deployment = slipway_engine::pipeline::request_deploy(
         &store,
         &project.id,
         &slipway_model::release::DeployRequest { environment: "prod".into(), release: Some("v1".into()), ..Default::default() },
