@@ -120,7 +120,7 @@ pub async fn delete_environment(project: String, environment: String) -> Result<
 pub async fn request_deploy(project: String, request: DeployRequest) -> Result<Deployment, AppError> {
     let ctx = crate::server::context()?;
     let (pid, g) = project_guard("deployments/request", &project).await?;
-    let d = slipway_engine::release::request_deploy(&ctx.store, &pid, &request, g.user_id(), slipway_model::release::DeploymentKind::Deploy).await?;
+    let d = slipway_engine::pipeline::request_deploy(&ctx.store, &pid, &request, g.user_id(), slipway_model::release::DeploymentKind::Deploy).await?;
     crate::auth::audit(&g, "deploy.requested", Some(&pid), Some(("deployment", &d.id)), serde_json::json!({ "environment": d.environment, "release": d.release_tag, "image_digests": d.image_digests, "status": d.status })).await;
     Ok(d)
 }

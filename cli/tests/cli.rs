@@ -1,11 +1,15 @@
 //! The `slipway` binary against a real server (the whole router on a loopback
 //! port, a fresh database from `#[sqlx::test]`).
 
+mod support;
+
 use std::process::Command;
 
 use leptos::config::LeptosOptions;
 use slipway_engine::Store;
 use slipway_server::{app, AppState};
+use slipway_testkit::git::repo as testkit_repo;
+use slipway_testkit::users::token_for;
 use sqlx::PgPool;
 
 /// A served router and an administrator's token.
@@ -17,13 +21,7 @@ struct Srv {
 async fn serve(pool: PgPool) -> Srv {
     let leptos = LeptosOptions::builder().output_name("slipway").site_root("target/site").site_pkg_dir("pkg").build();
     let store = Store::from_pool(pool);
-    let admin = store.create_user("cli-admin", None, "a long enough password", true).await.unwrap();
-    let principal = slipway_model::auth::Principal { user: admin, token_id: None, token_project: None, client: Default::default() };
-    let token = store
-        .create_token(&principal, &slipway_model::auth::NewToken { name: "cli".into(), project: None, expires_in_days: None })
-        .await
-        .unwrap()
-        .token;
+    let token = token_for(&store, "cli-admin", true).await;
     let state = AppState::for_tests(leptos, store);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -35,46 +33,15 @@ async fn axum_serve(listener: tokio::net::TcpListener, router: axum::Router) {
     let _ = axum::serve(listener, router).await;
 }
 
-/// Runs `slipway` off the async runtime; returns (success, stdout, stderr).
+/// Runs `slipway` as the administrator; returns (success, stdout, stderr).
 async fn slipway(srv: &Srv, args: &[&str]) -> (bool, String, String) {
-    let (server, token) = (srv.url.clone(), srv.token.clone());
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
-            .arg("--server")
-            .arg(&server)
-            .arg("--token")
-            .arg(&token)
-            .env("SLIPWAY_CONFIG", "/nonexistent/slipway-test-config.json")
-            .args(&args)
-            .output()
-            .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-    })
-    .await
-    .unwrap()
+    let out = support::slipway(&srv.url, &srv.token, args, None).await;
+    (out.ok, out.stdout, out.stderr)
 }
 
+/// A repository with a one-service manifest.
 fn repo() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let git = |args: &[&str]| {
-        assert!(Command::new("git")
-            .arg("-C")
-            .arg(dir.path())
-            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args)
-            .status()
-            .unwrap()
-            .success())
-    };
-    git(&["init", "-q", "-b", "main"]);
-    std::fs::create_dir_all(dir.path().join(".slipway")).unwrap();
-    std::fs::create_dir_all(dir.path().join("api")).unwrap();
-    std::fs::write(dir.path().join(".slipway/manifest.yaml"), "services:\n  api:\n    build: api\n").unwrap();
-    std::fs::write(dir.path().join("api/Dockerfile"), "FROM scratch\n").unwrap();
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "m"]);
-    dir
+    testkit_repo(&[(".slipway/manifest.yaml", "services:\n  api:\n    build: api\n"), ("api/Dockerfile", "FROM scratch\n")])
 }
 
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]

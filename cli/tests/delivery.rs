@@ -9,7 +9,9 @@
 mod support;
 
 use slipway_engine::embedded::BASE_IMAGE;
-use support::{commit, git, user, Server};
+use slipway_testkit::git::{commit, git};
+use slipway_testkit::users::token_for;
+use support::Server;
 use sqlx::PgPool;
 
 const MANIFEST: &str = "services:
@@ -52,9 +54,9 @@ fn deployment_id(out: &str) -> String {
 async fn the_cli_takes_a_build_through_a_gated_promotion_and_the_audit_shows_every_step(pool: PgPool) {
     let srv = Server::start(pool).await;
     let admin = srv.admin.clone();
-    let dev = user(&srv.store, "dev", false).await;
-    let ap1 = user(&srv.store, "ap1", false).await;
-    let ap2 = user(&srv.store, "ap2", false).await;
+    let dev = token_for(&srv.store, "dev", false).await;
+    let ap1 = token_for(&srv.store, "ap1", false).await;
+    let ap2 = token_for(&srv.store, "ap2", false).await;
 
     let repo = tempfile::tempdir().unwrap();
     git(repo.path(), &["init", "-q", "-b", "main"]);

@@ -3,57 +3,32 @@
 //! registry `cargo xtask test` starts: the archive is streamed down to a
 //! file and up again over HTTP with the bearer token.
 
+mod support;
+
 use std::io::{Read, Write};
-use std::process::Command;
 use std::sync::Arc;
 
 use leptos::config::LeptosOptions;
 use slipway_engine::builds::buildkit::BuildKitBackend;
 use slipway_engine::builds::create::create_build;
 use slipway_engine::builds::runner::{Runner, RunnerConfig};
-use slipway_engine::docker::Docker;
-use slipway_engine::embedded::{ensure_base_image, BASE_IMAGE};
+use slipway_engine::embedded::BASE_IMAGE;
 use slipway_engine::Store;
 use slipway_model::build::{ImportedBuild, NewBuild};
 use slipway_model::project::NewProject;
 use slipway_model::release::ImageDigests;
 use slipway_model::status::BuildRunStatus;
 use slipway_server::{app, AppState};
+use slipway_testkit::git::repo;
+use slipway_testkit::nonce;
+use slipway_testkit::services::{docker, registry, tokens};
+use slipway_testkit::users::token_for;
 use sqlx::PgPool;
 
-fn registry() -> String {
-    std::env::var("SLIPWAY_REGISTRY").expect("SLIPWAY_REGISTRY names the test registry (run the tests with `cargo xtask test`)")
-}
-
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "git {args:?}");
-}
-
+/// Runs `slipway` as `token`; returns (success, stdout, stderr).
 async fn slipway(url: &str, token: &str, args: &[&str]) -> (bool, String, String) {
-    let (url, token) = (url.to_string(), token.to_string());
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
-            .arg("--server")
-            .arg(&url)
-            .arg("--token")
-            .arg(&token)
-            .env("SLIPWAY_CONFIG", "/nonexistent/slipway-test-config.json")
-            .args(&args)
-            .output()
-            .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-    })
-    .await
-    .unwrap()
+    let out = support::slipway(url, token, args, None).await;
+    (out.ok, out.stdout, out.stderr)
 }
 
 /// The status line of a raw request to `addr`.
@@ -69,20 +44,13 @@ fn raw_status(addr: &str, request: &str) -> String {
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
 async fn the_cli_exports_a_build_to_a_file_and_imports_it_into_another_project(pool: PgPool) {
     let store = Store::from_pool(pool);
-    let docker = Docker::connect_with_local_defaults().expect("a Docker engine (cargo xtask test starts one)");
-    ensure_base_image(&docker).await.expect("base image");
-    let admin = store.create_user("cli-admin", None, "a long enough password", true).await.unwrap();
-    let principal = slipway_model::auth::Principal { user: admin, token_id: None, token_project: None, client: Default::default() };
-    let token = store
-        .create_token(&principal, &slipway_model::auth::NewToken { name: "cli".into(), project: None, expires_in_days: None })
-        .await
-        .unwrap()
-        .token;
+    let docker = docker().await;
+    let token = token_for(&store, "cli-admin", true).await;
     let leptos = LeptosOptions::builder().output_name("slipway").site_root("target/site").site_pkg_dir("pkg").build();
     let mut state = AppState::for_tests(leptos, store.clone());
     state.docker = Some(docker.clone());
     state.registry = Some(registry());
-    state.registry_tokens = slipway_engine::registry_auth::TokenIssuer::from_env(&registry()).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY");
+    state.registry_tokens = tokens();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let router = app(state);
@@ -92,20 +60,12 @@ async fn the_cli_exports_a_build_to_a_file_and_imports_it_into_another_project(p
     let url = format!("http://{addr}");
 
     // A built project and an empty one.
-    let repo = tempfile::tempdir().unwrap();
-    git(repo.path(), &["init", "-q", "-b", "main"]);
-    let nonce = slipway_model::id::new_id("n");
-    for (path, content) in [
+    let nonce = nonce();
+    let repo = repo(&[
         (".slipway/manifest.yaml", "services:\n  api:\n    build: api\n".to_string()),
         ("api/Dockerfile", format!("FROM {BASE_IMAGE}\nCOPY id.txt /id.txt\n")),
         ("api/id.txt", format!("{nonce}\n")),
-    ] {
-        let full = repo.path().join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, content).unwrap();
-    }
-    git(repo.path(), &["add", "-A"]);
-    git(repo.path(), &["commit", "-q", "-m", "app"]);
+    ]);
     let mk = |name: &str| NewProject { name: name.into(), repo_url: repo.path().display().to_string(), ..Default::default() };
     let source = store.create_project(&mk("cli-src"), None).await.unwrap();
     let target = store.create_project(&mk("cli-dst"), None).await.unwrap();

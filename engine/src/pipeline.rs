@@ -3,9 +3,10 @@
 //! steps after it.
 //!
 //! - [`start_pipeline`] records a `pending` run (`pip_…`) after checking the
-//!   commit, its manifest and the manifest hash exactly like a build request.
-//!   A deploy request with `git_sha` (+ `manifest_hash`) and without `direct`
-//!   ([`crate::release::request_deploy`]) starts one too, and records the
+//!   commit, its manifest and the manifest hash exactly like a build request
+//!   (both through [`crate::builds::commit`]). A deploy request with `git_sha`
+//!   (+ `manifest_hash`) and without `direct` ([`request_deploy`], the entry
+//!   of every deploy request) starts one too, and records the
 //!   requested deployment as `pending`, linked to the run
 //!   (`Deployment::pipeline_run_id`); the run's deploy step to that
 //!   environment fills in the release and starts it.
@@ -42,17 +43,17 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use slipway_model::build::{is_git_sha, is_manifest_hash, NewBuild};
 use slipway_model::id::{self, PIPELINE_RUN};
-use slipway_model::manifest::{self, Manifest, Pipeline, PipelineStep, StepAction, MANIFEST_PATH};
+use slipway_model::manifest::{self, Manifest, Pipeline, PipelineStep, StepAction};
 use slipway_model::pipeline::{PipelineCursor, PipelineListQuery, PipelineRun, PipelineRunPage, StepState, StepStatus};
 use slipway_model::project::Project;
-use slipway_model::release::{Deployment, ImageDigests, NewRelease, Release};
+use slipway_model::release::{DeployRequest, Deployment, DeploymentKind, ImageDigests, NewRelease, Release};
 use slipway_model::status::{BuildRunStatus, DeploymentStatus, PipelineRunStatus};
 use slipway_model::{AppError, ErrorCode, FieldProblem};
 use sqlx::{Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
 
+use crate::builds::commit::{self, ManifestSource, ResolvedCommit};
 use crate::builds::create::create_build;
-use crate::builds::workspace;
 use crate::builds::BoxFuture;
 use crate::error::{Error, Result};
 use crate::release::deployments as deps;
@@ -164,72 +165,21 @@ pub async fn list_pipeline_runs(store: &Store, project: &str, q: &PipelineListQu
 // Starting
 // ---------------------------------------------------------------------------
 
-/// A commit and its manifest, checked.
-struct Prepared {
-    sha: String,
-    hash: String,
-    manifest: Manifest,
-}
-
 /// Resolves `git_ref` (a full sha, a branch or a tag; empty: the default
 /// branch), reads the manifest at that commit (the one recorded for it, else
-/// from the repository, recording it), and checks `manifest_hash` against it.
-async fn prepare(store: &Store, project: &Project, git_ref: &str, manifest_hash: Option<&str>) -> Result<Prepared> {
-    let mut problems = Vec::new();
-    if let Some(hash) = manifest_hash {
-        if !is_manifest_hash(hash) {
-            problems.push(FieldProblem { field: "manifest_hash".into(), message: "must be 64 lowercase hex characters".into() });
-        }
-    }
-    let git_ref = match git_ref.trim() {
-        "" => project.default_branch.as_str(),
-        r => r,
-    };
-    if git_ref.len() == 40 && git_ref.chars().all(|c| c.is_ascii_hexdigit()) && !is_git_sha(git_ref) {
-        problems.push(FieldProblem { field: "git_sha".into(), message: "a full git sha must be lowercase hex".into() });
-    }
+/// from the repository, recording it), and checks `manifest_hash` against it,
+/// exactly like a build request (but naming the field `git_sha`).
+async fn prepare(store: &Store, project: &Project, git_ref: &str, manifest_hash: Option<&str>) -> Result<ResolvedCommit> {
+    let git_ref = commit::ref_or_default(Some(git_ref), project);
+    let problems: Vec<FieldProblem> =
+        commit::manifest_hash_problem(manifest_hash).into_iter().chain(commit::ref_problem(git_ref, "git_sha")).collect();
     if !problems.is_empty() {
         return Err(AppError::invalid_fields(problems).into());
     }
-    let git = workspace::Git::for_project(store, project).await.map_err(|e| AppError::invalid("git_sha", e.message))?;
-    let sha = if is_git_sha(git_ref) {
-        git_ref.to_string()
-    } else {
-        git.resolve_ref(&project.repo_url, git_ref).await.map_err(|e| AppError::invalid("git_sha", e.message))?
-    };
-    // `unrecorded`: the manifest's text, when this commit's manifest is new.
-    let (hash, manifest, unrecorded) = match store.manifest_content(&project.id, &sha).await? {
-        Some((hash, content)) => (hash, manifest::parse(&content).map_err(AppError::from)?, None),
-        None => {
-            let content = git
-                .read_file_at(&project.repo_url, &sha, MANIFEST_PATH)
-                .await
-                .map_err(|e| AppError::invalid("git_sha", e.message))?
-                .ok_or_else(|| AppError::invalid("git_sha", format!("commit {sha} has no {MANIFEST_PATH}")))?;
-            let parsed = manifest::parse(&content).map_err(AppError::from)?;
-            (parsed.canonical_hash(), parsed, Some(content))
-        }
-    };
-    if let Some(given) = manifest_hash {
-        if given != hash {
-            return Err(AppError::invalid(
-                "manifest_hash",
-                format!("does not match the manifest at {sha}: given {given}, manifest has {hash}"),
-            )
-            .into());
-        }
-    }
-    // The same sync as a build's: it refuses, before anything is recorded, a
-    // manifest that would loosen an existing gate or target.
-    if !manifest.environments.is_empty() {
-        crate::release::sync_environments_from_manifest(store, &project.id, &manifest).await?;
-    }
-    if let Some(content) = unrecorded {
-        let parsed_json =
-            serde_json::from_str::<serde_json::Value>(&manifest.canonical_json()).unwrap_or_else(|_| serde_json::json!({}));
-        store.record_manifest(&project.id, &sha, &hash, &content, &parsed_json).await?;
-    }
-    Ok(Prepared { sha, hash, manifest })
+    let resolved = ResolvedCommit::resolve(store, project, git_ref, "git_sha", ManifestSource::RecordedFirst).await?;
+    resolved.check_hash(manifest_hash)?;
+    resolved.record(store, project).await?;
+    Ok(resolved)
 }
 
 fn deploys_to(pipeline: &Pipeline, environment: &str) -> bool {
@@ -336,7 +286,7 @@ async fn insert_run(
     project: &Project,
     name: &str,
     pipeline: &Pipeline,
-    prepared: &Prepared,
+    prepared: &ResolvedCommit,
     inputs: &serde_json::Value,
     requested_by: Option<&str>,
 ) -> Result<String> {
@@ -396,14 +346,57 @@ pub async fn start_pipeline(
     get_pipeline_run(store, &id).await
 }
 
-/// The pipeline shape of a deploy request (`git_sha` [+ `manifest_hash`],
-/// no `direct`): starts the pipeline that deploys to `environment`
-/// (`inputs.pipeline`, else the only such pipeline, else `deploy` /
-/// `release`) and records the requested deployment as `pending` with no
-/// digests yet, linked to the run; it supersedes the environment's older
-/// requests that never ran, like any new request. Returns that deployment;
-/// its `pipeline_run_id` names the run.
-pub(crate) async fn request_pipeline_deploy(
+/// Records a deploy request for one environment of a project: the entry of
+/// every deploy request. `git_sha` (+ `manifest_hash`, checked when given)
+/// without `direct` and with nothing else to deploy is the pipeline shape:
+/// it starts the manifest's pipeline that deploys to this environment
+/// (`inputs.pipeline` names one) and returns the deployment recorded for it:
+/// `pending`, without digests yet, with `pipeline_run_id` set; the run's
+/// deploy step fills in its release and starts it (through the gate). Any
+/// other request names what to deploy and is recorded by
+/// [`crate::release::deployments`] (see there: behind the environment's gate,
+/// refused while the environment is being deployed). `inputs` must be a JSON
+/// object (or null).
+#[tracing::instrument(skip_all, fields(project = %project, environment = %req.environment))]
+pub async fn request_deploy(
+    store: &Store,
+    project: &str,
+    req: &DeployRequest,
+    requested_by: Option<&str>,
+    kind: DeploymentKind,
+) -> Result<Deployment> {
+    let project = store.get_project(project).await?;
+    let inputs = check_inputs(req.inputs.as_ref().unwrap_or(&serde_json::Value::Null))?;
+    match pipeline_shape(req, &inputs) {
+        Some((sha, hash)) => request_pipeline_deploy(store, &project, &req.environment, &sha, hash.as_deref(), &inputs, requested_by).await,
+        None => deps::request_release_deploy(store, &project, req, inputs, requested_by, kind).await,
+    }
+}
+
+/// `Some((git_sha, manifest_hash))` when the request runs the pipeline: a
+/// well-formed `git_sha`, no `direct`, and nothing else to deploy (no
+/// release, digests or image tag). Malformed fields are left to the
+/// release request, which names them.
+fn pipeline_shape(req: &DeployRequest, inputs: &serde_json::Value) -> Option<(String, Option<String>)> {
+    let nonempty = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    if req.direct || deps::release_reference(req, inputs).is_some() || req.image_digests.is_some() || nonempty(&req.image_tag).is_some() {
+        return None;
+    }
+    let sha = nonempty(&req.git_sha).filter(|s| is_git_sha(s))?;
+    let hash = nonempty(&req.manifest_hash);
+    if hash.as_deref().is_some_and(|h| !is_manifest_hash(h)) {
+        return None;
+    }
+    Some((sha, hash))
+}
+
+/// The pipeline shape of a deploy request: starts the pipeline that deploys
+/// to `environment` (`inputs.pipeline`, else the only such pipeline, else
+/// `deploy` / `release`) and records the requested deployment as `pending`
+/// with no digests yet, linked to the run; it supersedes the environment's
+/// older requests that never ran, like any new request. Returns that
+/// deployment; its `pipeline_run_id` names the run.
+async fn request_pipeline_deploy(
     store: &Store,
     project: &Project,
     environment: &str,
@@ -412,14 +405,13 @@ pub(crate) async fn request_pipeline_deploy(
     inputs: &serde_json::Value,
     requested_by: Option<&str>,
 ) -> Result<Deployment> {
-    let inputs = check_inputs(inputs)?;
     let prepared = prepare(store, project, git_sha, manifest_hash).await?;
     let env = crate::release::environments::find_environment(store, &project.id, &project.slug, environment).await?;
     let requested = inputs.get("pipeline").and_then(|v| v.as_str());
     let (name, pipeline) = choose_pipeline(&prepared.manifest, &prepared.sha, requested, Some(&env.name))?;
     let mut tx = store.pool().begin().await?;
-    let run_id = insert_run(&mut tx, project, name, pipeline, &prepared, &inputs, requested_by).await?;
-    let dep_id = deps::insert_pipeline_placeholder(&mut tx, &env, &run_id, &prepared.sha, requested_by, &inputs).await?;
+    let run_id = insert_run(&mut tx, project, name, pipeline, &prepared, inputs, requested_by).await?;
+    let dep_id = deps::insert_pipeline_placeholder(&mut tx, &env, &run_id, &prepared.sha, requested_by, inputs).await?;
     tx.commit().await?;
     tracing::info!(pipeline_run = %run_id, deployment = %dep_id, environment = %env.name, "pipeline deploy requested");
     deps::get_deployment(store, &dep_id).await

@@ -12,9 +12,8 @@ use slipway_model::auth::{
 };
 use slipway_model::project::NewProject;
 use slipway_model::{AppError, ErrorCode};
+use slipway_testkit::users::{user, PASSWORD};
 use sqlx::PgPool;
-
-const PASSWORD: &str = "correct-horse-battery";
 
 fn app_err(err: Error) -> AppError {
     match err {
@@ -25,10 +24,6 @@ fn app_err(err: Error) -> AppError {
 
 fn client(ip: &str) -> ClientInfo {
     ClientInfo { ip: Some(ip.into()), user_agent: Some("tests/1.0".into()) }
-}
-
-async fn user(store: &Store, name: &str, is_admin: bool) -> User {
-    store.create_user(name, None, PASSWORD, is_admin).await.expect("create user")
 }
 
 fn principal(user: &User) -> Principal {
@@ -49,7 +44,7 @@ async fn argon2id_hash_is_stored_and_verifies(pool: PgPool) {
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     assert!(!hash.contains(PASSWORD));
     assert!(slipway_engine::auth::verify_password(&hash, PASSWORD).await.unwrap());
-    assert!(!slipway_engine::auth::verify_password(&hash, "correct-horse-batterY").await.unwrap());
+    assert!(!slipway_engine::auth::verify_password(&hash, "a long enough passworD").await.unwrap());
     let (logged_in, session) = store.login(" Alice ", PASSWORD, &client("10.0.0.1")).await.unwrap();
     assert_eq!(logged_in, alice);
     assert_eq!(session.expose().len(), 43);

@@ -6,9 +6,7 @@
 //! and removed (forced) when its test ends, even on failure.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::RemoveImageOptionsBuilder;
@@ -18,28 +16,11 @@ use slipway_engine::builds::legacy::LegacyBackend;
 use slipway_engine::logs::LogRecord;
 use slipway_engine::builds::registry::{self, RegistryTarget};
 use slipway_engine::builds::{BuildBackend, ImageBuild, LogSink, Phase, Stream};
-use slipway_engine::embedded::{ensure_base_image, free_port};
+use slipway_engine::embedded::free_port;
 use slipway_model::status::ErrorClass;
-
-/// A bcrypt (cost 4) hash of `slipway-test-pw`, for the htpasswd registry.
-const HTPASSWD: &str = "slipway:$2b$04$ZOr6/ogtJBC4SqLK3dNhgOcuCE5arbFPjrdD/aQJ9zwMY5EECu0IW";
-const PASSWORD: &str = "slipway-test-pw";
-
-async fn engine() -> Docker {
-    let docker = Docker::connect_with_local_defaults().expect("docker client");
-    let docker = docker
-        .negotiate_version()
-        .await
-        .expect("no Docker engine answers: start `dockerd --bridge=none --iptables=false --ip-masq=false`");
-    ensure_base_image(&docker).await.expect("the local base image slipway/busybox:1");
-    docker
-}
-
-/// A value unique to this test run, so first builds are not cached.
-fn nonce() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
-    format!("{:x}{:04x}", nanos, std::process::id() & 0xffff)
-}
+use slipway_testkit::nonce;
+use slipway_testkit::registry::{PrivateRegistry, HTPASSWD, PASSWORD};
+use slipway_testkit::services::docker;
 
 /// Removes the listed images (forced) when dropped, also after a panic.
 struct Images {
@@ -114,76 +95,6 @@ fn dump(lines: &[LogRecord]) -> String {
         .join("\n")
 }
 
-/// A `docker-registry serve` on 127.0.0.1 with storage in a temp dir; killed on drop.
-struct TestRegistry {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl TestRegistry {
-    fn start(htpasswd: Option<&str>) -> TestRegistry {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port().expect("free port");
-        let storage = dir.path().join("storage");
-        std::fs::create_dir_all(&storage).expect("storage dir");
-        let mut yaml = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            storage.display()
-        );
-        if let Some(line) = htpasswd {
-            let file = dir.path().join("htpasswd");
-            std::fs::write(&file, format!("{line}\n")).expect("htpasswd");
-            yaml.push_str(&format!("auth:\n  htpasswd:\n    realm: slipway-test\n    path: {}\n", file.display()));
-        }
-        let config = dir.path().join("config.yml");
-        std::fs::write(&config, yaml).expect("registry config");
-        let log = std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry (apt-get install docker-registry)");
-        let registry = TestRegistry { child, port, dir };
-        registry.wait_until_up();
-        registry
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn wait_until_up(&self) {
-        let started = Instant::now();
-        let url = format!("http://{}/v2/", self.host());
-        loop {
-            match ureq::get(&url).timeout(Duration::from_secs(1)).call() {
-                Ok(_) | Err(ureq::Error::Status(401, _)) => return,
-                Err(_) if started.elapsed() < Duration::from_secs(20) => std::thread::sleep(Duration::from_millis(50)),
-                Err(e) => panic!("registry did not come up: {e}; log: {}", self.log()),
-            }
-        }
-    }
-
-    fn log(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut f) = std::fs::File::open(self.dir.path().join("registry.log")) {
-            let _ = f.read_to_string(&mut text);
-        }
-        text
-    }
-}
-
-impl Drop for TestRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The registry's own answer: `Docker-Content-Digest` of a manifest HEAD.
 fn head_digest(host: &str, name: &str, tag: &str, basic: Option<(&str, &str)>) -> Option<String> {
     let mut req = ureq::head(&format!("http://{host}/v2/{name}/manifests/{tag}")).set(
@@ -232,7 +143,7 @@ fn has_line(lines: &[LogRecord], pred: impl Fn(&LogRecord) -> bool) -> bool {
 
 #[tokio::test]
 async fn buildkit_builds_a_two_step_dockerfile_and_reports_the_steps_with_cached_and_duration_lines() {
-    let docker = engine().await;
+    let docker = docker().await;
     let mut images = Images::new(&docker);
     let n = nonce();
     let dockerfile = "FROM slipway/busybox:1\nCOPY hello.txt /app/hello.txt\nRUN cat /app/hello.txt > /app/copy.txt && echo built\n";
@@ -278,7 +189,7 @@ async fn buildkit_builds_a_two_step_dockerfile_and_reports_the_steps_with_cached
 
 #[tokio::test]
 async fn a_failing_run_exit_3_is_a_build_error_naming_the_failed_step() {
-    let docker = engine().await;
+    let docker = docker().await;
     let mut images = Images::new(&docker);
     let n = nonce();
     let dockerfile = format!("FROM slipway/busybox:1\nRUN echo {n}\nRUN exit 3\n");
@@ -297,7 +208,7 @@ async fn a_failing_run_exit_3_is_a_build_error_naming_the_failed_step() {
 
 #[tokio::test]
 async fn a_run_steps_output_lines_arrive_in_the_log_under_the_step_name() {
-    let docker = engine().await;
+    let docker = docker().await;
     let mut images = Images::new(&docker);
     let n = nonce();
     let dockerfile = format!("FROM slipway/busybox:1\nRUN echo out-{n} && echo err-{n} >&2 && printf 'no-newline-{n}'\n");
@@ -316,7 +227,7 @@ async fn a_run_steps_output_lines_arrive_in_the_log_under_the_step_name() {
 
 #[tokio::test]
 async fn a_base_image_that_would_have_to_be_pulled_is_a_build_error_with_the_local_image_hint() {
-    let docker = engine().await;
+    let docker = docker().await;
     let mut images = Images::new(&docker);
     let n = nonce();
     let (log, mem) = LogSink::memory();
@@ -330,9 +241,9 @@ async fn a_base_image_that_would_have_to_be_pulled_is_a_build_error_with_the_loc
 
 #[tokio::test]
 async fn push_returns_the_digest_the_registry_reports_in_its_head_docker_content_digest() {
-    let docker = engine().await;
+    let docker = docker().await;
     let mut images = Images::new(&docker);
-    let reg = TestRegistry::start(None);
+    let reg = PrivateRegistry::start(None);
     let host = reg.host();
     let n = nonce();
     let repo = registry::image_name(&host, Some("slipway-test"), "ignored", "Push Me");
@@ -377,7 +288,7 @@ async fn push_returns_the_digest_the_registry_reports_in_its_head_docker_content
 
 #[tokio::test]
 async fn pushing_to_a_stopped_registry_is_a_registry_error() {
-    let docker = engine().await;
+    let docker = docker().await;
     let mut images = Images::new(&docker);
     let host = format!("127.0.0.1:{}", free_port().expect("free port"));
     let n = nonce();
@@ -396,9 +307,9 @@ async fn pushing_to_a_stopped_registry_is_a_registry_error() {
 
 #[tokio::test]
 async fn a_registry_with_htpasswd_refuses_a_wrong_password_as_auth_error_and_accepts_the_right_one() {
-    let docker = engine().await;
+    let docker = docker().await;
     let mut images = Images::new(&docker);
-    let reg = TestRegistry::start(Some(HTPASSWD));
+    let reg = PrivateRegistry::start(Some(HTPASSWD));
     let host = reg.host();
     let n = nonce();
     let repo = format!("{host}/slipway-test/auth");
@@ -424,7 +335,7 @@ async fn a_registry_with_htpasswd_refuses_a_wrong_password_as_auth_error_and_acc
 
 #[tokio::test]
 async fn the_legacy_backend_builds_and_reports_the_failing_step() {
-    let docker = engine().await;
+    let docker = docker().await;
     let mut images = Images::new(&docker);
     let n = nonce();
     let backend = LegacyBackend::new(docker.clone());
@@ -505,7 +416,7 @@ async fn cancel_after_start(backend: &dyn BuildBackend, images: &mut Images, sec
 
 #[tokio::test]
 async fn dropping_the_build_future_of_a_run_sleep_stops_the_step_within_a_few_seconds() {
-    let docker = engine().await;
+    let docker = docker().await;
     let mut images = Images::new(&docker);
     let buildkit = cancel_after_start(&BuildKitBackend::new(docker.clone()), &mut images, "37").await;
     eprintln!("buildkit: sleep gone {:.2}s after the drop", buildkit.as_secs_f64());
@@ -526,7 +437,7 @@ async fn dropping_the_build_future_of_a_run_sleep_stops_the_step_within_a_few_se
 /// owes the user here is a log line saying so, and a build that still works.
 #[tokio::test]
 async fn a_target_stage_and_build_args_reach_buildkit_and_an_unenforced_memory_limit_is_logged() {
-    let docker = engine().await;
+    let docker = docker().await;
     let mut images = Images::new(&docker);
     let n = nonce();
     let dockerfile = "FROM slipway/busybox:1 AS base\nARG GREETING\nRUN echo \"greeting=$GREETING\"\nFROM base AS final\nRUN exit 9\n";
@@ -557,7 +468,7 @@ async fn a_target_stage_and_build_args_reach_buildkit_and_an_unenforced_memory_l
 /// builder, whose RUN containers get the limit.
 #[tokio::test]
 async fn a_step_killed_for_memory_is_a_resource_error() {
-    let docker = engine().await;
+    let docker = docker().await;
     let mut images = Images::new(&docker);
     let n = nonce();
     // dd allocates its whole block: 256 MiB against a 32 MiB limit (no swap here).

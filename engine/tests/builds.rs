@@ -2,79 +2,26 @@
 //! (`cargo xtask test` starts both and sets SLIPWAY_REGISTRY), with a fresh
 //! database per test.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
 use slipway_engine::builds::buildkit::BuildKitBackend;
 use slipway_engine::builds::create::create_build;
 use slipway_engine::logs::MASK;
-use slipway_engine::builds::registry::{remote_digest, RegistryTarget};
+use slipway_engine::builds::registry::remote_digest;
 use slipway_engine::builds::runner::{Runner, RunnerConfig};
-use slipway_engine::embedded::{ensure_base_image, BASE_IMAGE};
+use slipway_engine::embedded::BASE_IMAGE;
 use slipway_engine::secrets::{MasterKey, SecretBox};
 use slipway_engine::Store;
 use slipway_model::build::{BuildDetail, NewBuild};
 use slipway_model::project::{NewProject, Project};
 use slipway_model::status::BuildRunStatus;
 use slipway_model::{AppError, ErrorCode};
+use slipway_testkit::git::{git, repo, repo_with_links};
+use slipway_testkit::projects::project;
+use slipway_testkit::records::record_spec_with_manifest;
+use slipway_testkit::services::{docker, image_reader, registry};
 use sqlx::PgPool;
-
-/// A target that may read `name`'s project from the test registry (with a
-/// pull-only token when the registry authenticates with Slipway's tokens).
-fn reader(host: &str, name: &str) -> RegistryTarget {
-    let slug = name.split('/').next().unwrap_or_default();
-    match slipway_engine::registry_auth::TokenIssuer::from_env(host).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY") {
-        Some(issuer) => issuer.pull_target(host, slug).expect("a pull credential"),
-        None => RegistryTarget::new(host),
-    }
-}
-
-fn registry() -> String {
-    std::env::var("SLIPWAY_REGISTRY").expect("SLIPWAY_REGISTRY names the test registry (run the tests with `cargo xtask test`)")
-}
-
-async fn docker() -> Docker {
-    let docker = Docker::connect_with_local_defaults().expect("a Docker engine (cargo xtask test starts one)");
-    ensure_base_image(&docker).await.expect("base image");
-    docker
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A git repository holding `files`, committed on `main`.
-fn repo(files: &[(&str, &str)]) -> tempfile::TempDir {
-    repo_with_links(files, &[])
-}
-
-/// A git repository holding `files` and the symbolic links `links` (path, target).
-fn repo_with_links(files: &[(&str, &str)], links: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    for (path, content) in files {
-        let full = dir.path().join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, content).unwrap();
-    }
-    for (path, target) in links {
-        let full = dir.path().join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::os::unix::fs::symlink(target, full).unwrap();
-    }
-    git(dir.path(), &["add", "-A"]);
-    git(dir.path(), &["commit", "-q", "-m", "fixture"]);
-    dir
-}
 
 fn two_services() -> Vec<(&'static str, String)> {
     vec![
@@ -107,13 +54,8 @@ async fn fixture_with_links(
     tweak: impl FnOnce(&mut RunnerConfig),
 ) -> Fixture {
     let store = Store::from_pool(pool);
-    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
-    let repo = repo_with_links(&files, links);
-    let name = format!("t{}", &slipway_model::id::new_id("x")[2..14]);
-    let project = store
-        .create_project(&NewProject { name, repo_url: repo.path().display().to_string(), ..Default::default() }, None)
-        .await
-        .unwrap();
+    let repo = repo_with_links(files, links);
+    let project = project(&store, "t", repo.path()).await;
     let docker = docker().await;
     let work = tempfile::tempdir().unwrap();
     let mut config = RunnerConfig::new(work.path().to_path_buf(), Some(registry()));
@@ -161,7 +103,7 @@ async fn multi_service_build_records_the_registry_digests(pool: PgPool) {
         let tag = format!("sha-{}", &d.spec.git_sha[..12]);
         assert_eq!(a.image_ref, format!("{host}/{}/{}:{tag}", fx.project.slug, a.service_name));
         let name = format!("{}/{}", fx.project.slug, a.service_name);
-        let remote = remote_digest(&host, &name, &tag, &reader(&host, &name)).await.unwrap();
+        let remote = remote_digest(&host, &name, &tag, &image_reader(&name)).await.unwrap();
         assert_eq!(remote.as_deref(), Some(a.digest.as_str()), "artifact digest must be the registry's");
         assert_eq!(a.platforms, ["linux/amd64"]);
     }
@@ -616,7 +558,7 @@ async fn concurrent_builds_of_one_commit_each_record_their_own_image(pool: PgPoo
         }
         // The human tag names this run's image, and differs per input.
         let tag = a.image_ref.rsplit_once(':').unwrap().1.to_string();
-        let remote = remote_digest(&host, &name, &tag, &reader(&host, &name)).await.unwrap();
+        let remote = remote_digest(&host, &name, &tag, &image_reader(&name)).await.unwrap();
         assert_eq!(remote.as_deref(), Some(a.digest.as_str()), "tag {tag} of build N={n}");
         digests.insert(a.digest.clone());
         tags.insert(tag);
@@ -797,7 +739,7 @@ async fn the_manifests_image_names_the_repository_and_the_version_input_is_the_t
     let a = &d.artifacts[0];
     assert_eq!(a.image_ref, format!("{host}/{slug}/storefront:2.4.1"));
     let name = format!("{slug}/storefront");
-    let remote = remote_digest(&host, &name, "2.4.1", &reader(&host, &name)).await.unwrap();
+    let remote = remote_digest(&host, &name, "2.4.1", &image_reader(&name)).await.unwrap();
     assert_eq!(remote.as_deref(), Some(a.digest.as_str()), "the registry's 2.4.1 is this build's image");
     // Without a version: the commit's tag, in the same repository.
     let plain = fx.build_once(|b| b.force_rebuild = true).await;
@@ -1153,29 +1095,11 @@ async fn a_build_recorded_before_the_naming_rule_that_names_another_projects_ima
     let e: AppError = create_build(&fx.store, &NewBuild { project: fx.project.id.clone(), ..Default::default() }, None).await.unwrap_err().into();
     assert_eq!(e.problems[0].field, "manifest.services.api.image", "{e:?}");
     // ... so record the build the way an older Slipway did, then run it.
-    let out = std::process::Command::new("git").arg("-C").arg(fx._repo.path()).args(["rev-parse", "HEAD"]).output().unwrap();
-    let sha = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let sha = git(fx._repo.path(), &["rev-parse", "HEAD"]);
     let parsed = slipway_model::manifest::parse(&manifest).unwrap();
     let json: serde_json::Value = serde_json::from_str(&parsed.canonical_json()).unwrap();
-    fx.store.record_manifest(&fx.project.id, &sha, &parsed.canonical_hash(), &manifest, &json).await.unwrap();
-    let (spec, _) = fx
-        .store
-        .create_build_spec(&slipway_engine::builds::SpecInsert {
-            project_id: fx.project.id.clone(),
-            git_sha: sha.clone(),
-            manifest_hash: parsed.canonical_hash(),
-            services: None,
-            inputs: serde_json::json!({}),
-            registry: None,
-            cache: None,
-            build_args: Default::default(),
-            force_rebuild: false,
-            idempotency_key: None,
-            created_by: None,
-        })
-        .await
-        .unwrap();
-    fx.store.enqueue_run(&spec.id, None, false).await.unwrap();
+    let spec_id = record_spec_with_manifest(&fx.store, &fx.project.id, &sha, &parsed.canonical_hash(), &manifest, &json).await;
+    fx.store.enqueue_run(&spec_id, None, false).await.unwrap();
     // The victim's image, under the tag this build would give it.
     let victim_tag = format!("slipway.local/{victim}/api:sha-{}", &sha[..12]);
     let base = image_id(BASE_IMAGE).await.unwrap();
@@ -1184,7 +1108,7 @@ async fn a_build_recorded_before_the_naming_rule_that_names_another_projects_ima
     docker().await.tag_image(&base, Some(options)).await.unwrap();
 
     fx.runner.run_once().await.unwrap().expect("a queued run");
-    let d = fx.store.get_build(&spec.id).await.unwrap();
+    let d = fx.store.get_build(&spec_id).await.unwrap();
     let moved = image_id(&victim_tag).await;
     let _ = docker().await.remove_image(&victim_tag, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
     assert_eq!(d.runs[0].status, BuildRunStatus::Failed, "{:?}", d.runs[0]);

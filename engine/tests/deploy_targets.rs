@@ -76,12 +76,12 @@ async fn a_kubernetes_environment_never_reaches_the_docker_engine(pool: PgPool) 
 
     // What a serving process builds: the Docker engine connected, no cluster support.
     let docker_target = LocalDockerTarget::new(builds.docker.clone())
-        .with_registry_tokens(support::tokens())
+        .with_registry_tokens(slipway_testkit::services::tokens())
         .with_labels(BTreeMap::from([("dev.slipway.test".to_string(), "deploy_targets".to_string())]));
     let targets = release::targets_for_process(&store, Some(Arc::new(docker_target)), None);
 
     let request = |env: &str| DeployRequest { environment: env.into(), release: rel.tag.clone(), ..Default::default() };
-    let to_cluster = release::request_deploy(&store, &project.slug, &request("cluster"), None, DeploymentKind::Deploy).await.expect("request");
+    let to_cluster = slipway_engine::pipeline::request_deploy(&store, &project.slug, &request("cluster"), None, DeploymentKind::Deploy).await.expect("request");
     assert_eq!(to_cluster.status, DeploymentStatus::Deploying);
     let done = release::run_pending(&store, targets.as_ref()).await.expect("executor");
     let failed = done.iter().find(|d| d.id == to_cluster.id).expect("the cluster deployment ran");
@@ -96,7 +96,7 @@ async fn a_kubernetes_environment_never_reaches_the_docker_engine(pool: PgPool) 
     );
 
     // The same process still deploys a docker environment to the engine.
-    let to_local = release::request_deploy(&store, &project.slug, &request("local"), None, DeploymentKind::Deploy).await.expect("request");
+    let to_local = slipway_engine::pipeline::request_deploy(&store, &project.slug, &request("local"), None, DeploymentKind::Deploy).await.expect("request");
     release::run_pending(&store, targets.as_ref()).await.expect("executor");
     let local = release::get_deployment(&store, &to_local.id).await.expect("deployment");
     assert_eq!(local.status, DeploymentStatus::Succeeded, "{:?}", local.error_message);

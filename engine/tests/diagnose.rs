@@ -3,68 +3,28 @@
 //! Postgres and the default registry and sets SLIPWAY_REGISTRY), with a fresh
 //! database per test.
 
-use std::io::Read;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bollard::Docker;
 use slipway_engine::builds::buildkit::BuildKitBackend;
 use slipway_engine::builds::create::create_build;
 use slipway_engine::builds::diagnose::diagnose;
 use slipway_engine::builds::legacy::LegacyBackend;
 use slipway_engine::builds::runner::{Runner, RunnerConfig};
 use slipway_engine::builds::BuildBackend;
-use slipway_engine::embedded::{ensure_base_image, free_port, BASE_IMAGE};
+use slipway_engine::embedded::{free_port, BASE_IMAGE};
 use slipway_engine::secrets::{MasterKey, SecretBox};
 use slipway_engine::Store;
 use slipway_model::build::{BuildDetail, NewBuild};
 use slipway_model::diagnose::{Diagnosis, FailureDiagnosis};
-use slipway_model::project::{NewProject, Project};
+use slipway_model::project::Project;
 use slipway_model::status::{BuildRunStatus, ErrorClass};
+use slipway_testkit::git::repo;
+use slipway_testkit::nonce;
+use slipway_testkit::registry::{PrivateRegistry, HTPASSWD};
+use slipway_testkit::projects::project;
+use slipway_testkit::services::{docker, registry};
 use sqlx::PgPool;
-
-fn registry() -> String {
-    std::env::var("SLIPWAY_REGISTRY").expect("SLIPWAY_REGISTRY names the test registry (run the tests with `cargo xtask test`)")
-}
-
-async fn docker() -> Docker {
-    let docker = Docker::connect_with_local_defaults().expect("a Docker engine (cargo xtask test starts one)");
-    ensure_base_image(&docker).await.expect("base image");
-    docker
-}
-
-/// A value unique to this test run, so steps are not answered from the cache.
-fn nonce() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
-    format!("{:x}{:04x}", nanos, std::process::id() & 0xffff)
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A git repository holding `files`, committed on `main`.
-fn repo(files: &[(&str, String)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    for (path, content) in files {
-        let full = dir.path().join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, content).unwrap();
-    }
-    git(dir.path(), &["add", "-A"]);
-    git(dir.path(), &["commit", "-q", "-m", "fixture"]);
-    dir
-}
 
 /// The master key of the fixture's secret box.
 const KEY: [u8; 32] = [7; 32];
@@ -86,11 +46,7 @@ enum Backend {
 async fn fixture(pool: PgPool, files: &[(&str, String)], backend: Backend, tweak: impl FnOnce(&mut RunnerConfig)) -> Fixture {
     let store = Store::from_pool(pool);
     let repo = repo(files);
-    let name = format!("t{}", &slipway_model::id::new_id("x")[2..14]);
-    let project = store
-        .create_project(&NewProject { name, repo_url: repo.path().display().to_string(), ..Default::default() }, None)
-        .await
-        .unwrap();
+    let project = project(&store, "t", repo.path()).await;
     let docker = docker().await;
     let work = tempfile::tempdir().unwrap();
     let mut config = RunnerConfig::new(work.path().to_path_buf(), Some(registry()));
@@ -294,72 +250,6 @@ async fn a_stopped_registry_is_a_registry_error_naming_the_host(pool: PgPool) {
     assert!(d.artifacts.is_empty());
 }
 
-/// A bcrypt (cost 4) hash of `slipway-test-pw`, for the htpasswd registry.
-const HTPASSWD: &str = "slipway:$2b$04$ZOr6/ogtJBC4SqLK3dNhgOcuCE5arbFPjrdD/aQJ9zwMY5EECu0IW";
-
-/// A `docker-registry serve` with htpasswd auth on a free loopback port; killed on drop.
-struct AuthRegistry {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl AuthRegistry {
-    fn start() -> AuthRegistry {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port().expect("free port");
-        let storage = dir.path().join("storage");
-        std::fs::create_dir_all(&storage).expect("storage dir");
-        let file = dir.path().join("htpasswd");
-        std::fs::write(&file, format!("{HTPASSWD}\n")).expect("htpasswd");
-        let yaml = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n\
-             auth:\n  htpasswd:\n    realm: slipway-test\n    path: {}\n",
-            storage.display(),
-            file.display()
-        );
-        let config = dir.path().join("config.yml");
-        std::fs::write(&config, yaml).expect("registry config");
-        let log = std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry (apt-get install docker-registry)");
-        let registry = AuthRegistry { child, port, dir };
-        let started = Instant::now();
-        let url = format!("http://{}/v2/", registry.host());
-        loop {
-            match ureq::get(&url).timeout(Duration::from_secs(1)).call() {
-                Ok(_) | Err(ureq::Error::Status(401, _)) => break,
-                Err(_) if started.elapsed() < Duration::from_secs(20) => std::thread::sleep(Duration::from_millis(50)),
-                Err(e) => {
-                    let mut text = String::new();
-                    if let Ok(mut f) = std::fs::File::open(registry.dir.path().join("registry.log")) {
-                        let _ = f.read_to_string(&mut text);
-                    }
-                    panic!("registry did not come up: {e}; log: {text}");
-                }
-            }
-        }
-        registry
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for AuthRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn byo_files(host: &str) -> Vec<(&'static str, String)> {
     vec![
         (
@@ -373,7 +263,7 @@ fn byo_files(host: &str) -> Vec<(&'static str, String)> {
 
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
 async fn wrong_registry_credentials_are_an_auth_error_naming_the_secrets(pool: PgPool) {
-    let reg = AuthRegistry::start();
+    let reg = PrivateRegistry::start(Some(HTPASSWD));
     let host = reg.host();
     let fx = fixture(pool, &byo_files(&host), Backend::BuildKit, |_| {}).await;
     fx.list_byo_registry(&host).await;

@@ -3,15 +3,14 @@
 //! image's name is checked by id at start-up and restored when it points
 //! at another image. Real engine; every name made here is test-owned.
 
-mod support;
-
 use bollard::query_parameters::{CreateImageOptionsBuilder, RemoveImageOptions, TagImageOptions};
 use bollard::Docker;
 use futures::StreamExt;
 use slipway_engine::builds::image_archive::load_images;
 use slipway_engine::embedded::{ensure_base_image_as, BASE_IMAGE};
 use slipway_model::AppError;
-use support::{docker, nonce};
+use slipway_testkit::nonce;
+use slipway_testkit::services::docker;
 
 async fn image_id(docker: &Docker, name: &str) -> Option<String> {
     docker.inspect_image(name).await.ok().and_then(|i| i.id)

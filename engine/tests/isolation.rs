@@ -13,7 +13,9 @@ use slipway_model::build::BuildDetail;
 use slipway_model::project::Project;
 use slipway_model::status::{BuildRunStatus, ErrorClass};
 use sqlx::PgPool;
-use support::{nonce, reader, registry, Builds};
+use slipway_testkit::nonce;
+use slipway_testkit::services::{reader, registry, tokens};
+use support::Builds;
 
 /// Project B's image, holding a file only B should be able to read.
 async fn victim(w: &mut Builds, secret: &str) -> (Project, String, String) {
@@ -176,7 +178,7 @@ fn engine_credentials((username, password): (String, String)) -> Option<bollard:
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
 async fn anonymous_pulls_and_pushes_and_another_projects_token_are_refused_by_the_registry(pool: PgPool) {
     let mut w = Builds::new(pool).await;
-    let issuer = support::tokens().expect("the test registry authenticates with Slipway's tokens (SLIPWAY_REGISTRY_TOKEN_KEY)");
+    let issuer = tokens().expect("the test registry authenticates with Slipway's tokens (SLIPWAY_REGISTRY_TOKEN_KEY)");
     let (b, image, digest) = victim(&mut w, &format!("b-{}", nonce())).await;
     let a = w.project("attacker", &[(".slipway/manifest.yaml", "services:\n  api:\n    build: api\n".to_string())]).await;
     let (repo, _) = image.rsplit_once(':').unwrap();
@@ -233,7 +235,7 @@ async fn anonymous_pulls_and_pushes_and_another_projects_token_are_refused_by_th
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
 async fn a_build_naming_another_projects_repository_as_its_image_cannot_push_over_it(pool: PgPool) {
     let mut w = Builds::new(pool).await;
-    support::tokens().expect("the test registry authenticates with Slipway's tokens (SLIPWAY_REGISTRY_TOKEN_KEY)");
+    tokens().expect("the test registry authenticates with Slipway's tokens (SLIPWAY_REGISTRY_TOKEN_KEY)");
     let (_b, image, digest) = victim(&mut w, &format!("b-{}", nonce())).await;
     let (repo, _) = image.rsplit_once(':').unwrap();
     let files = vec![

@@ -189,7 +189,7 @@ async fn fixture(pool: PgPool) -> Fixture {
     let store = Store::from_pool(pool).with_secrets(Arc::new(SecretBox::new(MasterKey::generate())));
     let project = store
         .create_project(
-            &slipway_model::project::NewProject { name: format!("shop{}", support::nonce()), repo_url: "https://git.example/shop.git".into(), ..Default::default() },
+            &slipway_model::project::NewProject { name: format!("shop{}", slipway_testkit::nonce()), repo_url: "https://git.example/shop.git".into(), ..Default::default() },
             None,
         )
         .await
@@ -214,7 +214,7 @@ impl Fixture {
     /// Requests a deployment of the release to `prod` and runs it on `targets`.
     async fn deploy(&self, targets: &dyn DeployTarget) -> Deployment {
         let req = DeployRequest { environment: "prod".into(), release: self.release.tag.clone(), ..Default::default() };
-        let d = release::request_deploy(&self.store, &self.project.slug, &req, None, DeploymentKind::Deploy).await.expect("request");
+        let d = slipway_engine::pipeline::request_deploy(&self.store, &self.project.slug, &req, None, DeploymentKind::Deploy).await.expect("request");
         assert_eq!(d.status, DeploymentStatus::Deploying);
         release::execute_deployment(&self.store, targets, &d.id).await.expect("executed")
     }

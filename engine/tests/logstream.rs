@@ -12,15 +12,20 @@ use slipway_engine::builds::buildkit::BuildKitBackend;
 use slipway_engine::builds::create::create_build;
 use slipway_engine::logs::{start_writer, LogSink, LogWriter, Masker, Phase, Stream, MASK};
 use slipway_engine::builds::runner::{Runner, RunnerConfig};
-use slipway_engine::embedded::{ensure_base_image, BASE_IMAGE};
+use slipway_engine::embedded::BASE_IMAGE;
 use slipway_engine::logs::{FollowEvent, Follower, HubConfig, LogHub};
-use slipway_engine::builds::{RunOutcome, SpecInsert};
+use slipway_engine::builds::RunOutcome;
 use slipway_engine::Store;
 use slipway_model::build::NewBuild;
 use slipway_model::project::NewProject;
 use slipway_model::status::BuildRunStatus;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
+use slipway_testkit::git::repo;
+use slipway_testkit::nonce;
+use slipway_testkit::projects::project;
+use slipway_testkit::records::record_spec;
+use slipway_testkit::services::docker;
 
 const WORKER: &str = "logstream-test";
 
@@ -33,31 +38,15 @@ struct Fixture {
 impl Fixture {
     async fn new(pool: PgPool) -> Fixture {
         let store = Store::from_pool(pool);
-        let name = format!("logs-{}", &slipway_model::id::new_id("x")[2..14]);
+        let name = format!("logs-{}", nonce());
         let project = store
             .create_project(&NewProject { name, repo_url: "https://example.com/logs.git".into(), ..Default::default() }, None)
             .await
             .unwrap();
         let sha = "a".repeat(40);
         let hash = "b".repeat(64);
-        store.record_manifest(&project.id, &sha, &hash, "services: {}\n", &serde_json::json!({})).await.unwrap();
-        let (spec, _) = store
-            .create_build_spec(&SpecInsert {
-                project_id: project.id.clone(),
-                git_sha: sha,
-                manifest_hash: hash,
-                services: None,
-                inputs: serde_json::json!({}),
-                registry: None,
-                cache: None,
-                build_args: Default::default(),
-                force_rebuild: false,
-                idempotency_key: None,
-                created_by: None,
-            })
-            .await
-            .unwrap();
-        Fixture { store, build_id: spec.id }
+        let build_id = record_spec(&store, &project.id, &sha, &hash).await;
+        Fixture { store, build_id }
     }
 
     /// Queues and claims a new run of the spec: it is `building`.
@@ -446,41 +435,17 @@ async fn log_pages_search_plain_text_ignoring_case_and_colours(pool: PgPool) {
     assert!(missing.to_string().contains("not found"), "{missing}");
 }
 
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
 async fn a_real_build_is_followed_live_from_clone_to_its_end(pool: PgPool) {
     let store = Store::from_pool(pool);
-    let repo = tempfile::tempdir().unwrap();
-    git(repo.path(), &["init", "-q", "-b", "main"]);
-    std::fs::create_dir_all(repo.path().join(".slipway")).unwrap();
-    std::fs::create_dir_all(repo.path().join("api")).unwrap();
-    std::fs::write(repo.path().join(".slipway/manifest.yaml"), "services:\n  api:\n    build: api\n").unwrap();
     // A fresh nonce, so that BuildKit cannot answer the step from its cache.
-    let nonce = slipway_model::id::new_id("x");
-    std::fs::write(
-        repo.path().join("api/Dockerfile"),
-        format!("FROM {BASE_IMAGE}\nRUN echo {nonce}; for i in $(seq 1 300); do echo streamed-line-$i; sleep 0.002; done\n"),
-    )
-    .unwrap();
-    git(repo.path(), &["add", "-A"]);
-    git(repo.path(), &["commit", "-q", "-m", "fixture"]);
-    let name = format!("live{}", &nonce[2..14]);
-    let project = store
-        .create_project(&NewProject { name, repo_url: repo.path().display().to_string(), ..Default::default() }, None)
-        .await
-        .unwrap();
-    let docker = bollard::Docker::connect_with_local_defaults().expect("a Docker engine (cargo xtask test starts one)");
-    ensure_base_image(&docker).await.unwrap();
+    let nonce = nonce();
+    let repo = repo(&[
+        (".slipway/manifest.yaml", "services:\n  api:\n    build: api\n".to_string()),
+        ("api/Dockerfile", format!("FROM {BASE_IMAGE}\nRUN echo {nonce}; for i in $(seq 1 300); do echo streamed-line-$i; sleep 0.002; done\n")),
+    ]);
+    let project = project(&store, "live", repo.path()).await;
+    let docker = docker().await;
     let work = tempfile::tempdir().unwrap();
     let registry = std::env::var("SLIPWAY_REGISTRY").ok().filter(|r| r != "none");
     let config = RunnerConfig::new(work.path().to_path_buf(), registry);

@@ -3,8 +3,7 @@
 //! and real containers on the local engine (`cargo xtask test` provides all
 //! three). Containers are labelled with their project and removed at the end.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,34 +11,21 @@ use bollard::query_parameters::ListContainersOptions;
 use bollard::Docker;
 use slipway_engine::builds::buildkit::BuildKitBackend;
 use slipway_engine::builds::runner::{Runner, RunnerConfig};
-use slipway_engine::embedded::{ensure_base_image, BASE_IMAGE};
+use slipway_engine::embedded::BASE_IMAGE;
 use slipway_engine::pipeline;
 use slipway_engine::release::{self, target::container_name, DeployTarget, LocalDockerTarget};
 use slipway_engine::Store;
 use slipway_model::id;
 use slipway_model::pipeline::{PipelineListQuery, PipelineRun, StepStatus};
-use slipway_model::project::{NewProject, Project};
+use slipway_model::project::Project;
 use slipway_model::release::{DeployRequest, DeploymentKind, ImageDigests};
 use slipway_model::status::{DeploymentStatus, PipelineRunStatus};
 use slipway_model::{AppError, ErrorCode};
+use slipway_testkit::git::{git, repo};
+use slipway_testkit::projects::project;
+use slipway_testkit::services::{docker, local_target, registry, RemoveContainers};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-
-fn registry() -> String {
-    std::env::var("SLIPWAY_REGISTRY").expect("SLIPWAY_REGISTRY names the test registry (run the tests with `cargo xtask test`)")
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 const MANIFEST: &str = "services:
   api:
@@ -76,21 +62,6 @@ fn app_files(nonce: &str, api_extra: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Removes the project's containers when dropped (also when a test panics).
-struct ContainerGuard(String);
-
-impl Drop for ContainerGuard {
-    fn drop(&mut self) {
-        let filter = format!("label=dev.slipway.project={}", self.0);
-        if let Ok(out) = std::process::Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output() {
-            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect();
-            if !ids.is_empty() {
-                let _ = std::process::Command::new("docker").arg("rm").arg("-f").args(&ids).output();
-            }
-        }
-    }
-}
-
 struct Fixture {
     store: Store,
     docker: Docker,
@@ -101,7 +72,7 @@ struct Fixture {
     shutdown: CancellationToken,
     _repo: tempfile::TempDir,
     _work: tempfile::TempDir,
-    _guard: ContainerGuard,
+    _guard: RemoveContainers,
 }
 
 impl Drop for Fixture {
@@ -114,25 +85,11 @@ impl Drop for Fixture {
 /// Dockerfile) and a build worker claiming its runs in the background.
 async fn fixture(pool: PgPool, api_extra: &str) -> Fixture {
     let store = Store::from_pool(pool);
-    let docker = Docker::connect_with_local_defaults().expect("a Docker engine (cargo xtask test starts one)");
-    ensure_base_image(&docker).await.expect("base image");
-    let repo = tempfile::tempdir().unwrap();
-    git(repo.path(), &["init", "-q", "-b", "main"]);
-    let nonce = id::new_id("n");
-    for (path, content) in app_files(&nonce, api_extra) {
-        let full = repo.path().join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, content).unwrap();
-    }
-    git(repo.path(), &["add", "-A"]);
-    git(repo.path(), &["commit", "-q", "-m", "app"]);
+    let docker = docker().await;
+    let repo = repo(&app_files(&id::new_id("n"), api_extra));
     let sha = git(repo.path(), &["rev-parse", "HEAD"]);
     let hash = slipway_model::manifest::hash_yaml(MANIFEST).unwrap();
-    let name = format!("pl{}", &id::new_id("x")[2..14]);
-    let project = store
-        .create_project(&NewProject { name, repo_url: repo.path().display().to_string(), ..Default::default() }, None)
-        .await
-        .unwrap();
+    let project = project(&store, "pl", repo.path()).await;
     let work = tempfile::tempdir().unwrap();
     let mut config = RunnerConfig::new(work.path().to_path_buf(), Some(registry()));
     config.lease = Duration::from_secs(10);
@@ -140,10 +97,8 @@ async fn fixture(pool: PgPool, api_extra: &str) -> Fixture {
     let runner = Arc::new(Runner::new(store.clone(), docker.clone(), Arc::new(BuildKitBackend::new(docker.clone())), None, config));
     let shutdown = CancellationToken::new();
     runner.start(shutdown.clone());
-    let labels = BTreeMap::from([("dev.slipway.test".to_string(), "pipelines".to_string())]);
-    let target = Arc::new(LocalDockerTarget::new(docker.clone())
-        .with_registry_tokens(slipway_engine::registry_auth::TokenIssuer::from_env(&registry()).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY")).with_labels(labels).with_settle(Duration::from_millis(500)));
-    let guard = ContainerGuard(project.id.clone());
+    let target = Arc::new(local_target(docker.clone(), "pipelines").with_settle(Duration::from_millis(500)));
+    let guard = RemoveContainers::labelled("dev.slipway.project", &project.id);
     Fixture { store, docker, target, project, sha, hash, shutdown, _repo: repo, _work: work, _guard: guard }
 }
 
@@ -196,7 +151,7 @@ async fn a_deploy_request_by_sha_runs_the_pipeline_and_passes_outputs_downstream
         manifest_hash: Some(fx.hash.clone()),
         ..Default::default()
     };
-    let requested = release::request_deploy(store, &fx.project.slug, &req, None, DeploymentKind::Deploy).await.unwrap();
+    let requested = pipeline::request_deploy(store, &fx.project.slug, &req, None, DeploymentKind::Deploy).await.unwrap();
     assert_eq!(requested.status, DeploymentStatus::Pending, "{requested:?}");
     assert!(requested.image_digests.is_empty() && requested.release_id.is_none());
     assert_eq!(requested.git_sha.as_deref(), Some(fx.sha.as_str()));
@@ -296,7 +251,7 @@ async fn a_failing_build_step_fails_the_run_and_skips_the_rest(pool: PgPool) {
         manifest_hash: Some(fx.hash.clone()),
         ..Default::default()
     };
-    let requested = release::request_deploy(store, &fx.project.slug, &req, None, DeploymentKind::Deploy).await.unwrap();
+    let requested = pipeline::request_deploy(store, &fx.project.slug, &req, None, DeploymentKind::Deploy).await.unwrap();
     let run_id = requested.pipeline_run_id.clone().unwrap();
 
     // Another driver holds the run: this one is refused, then takes over once the lease expires.
@@ -366,7 +321,7 @@ async fn starting_a_pipeline_checks_the_manifest_like_a_build(pool: PgPool) {
         .await
         .unwrap();
     let req = DeployRequest { environment: "other".into(), git_sha: Some(fx.sha.clone()), ..Default::default() };
-    let err: AppError = release::request_deploy(store, &fx.project.slug, &req, None, DeploymentKind::Deploy).await.unwrap_err().into();
+    let err: AppError = pipeline::request_deploy(store, &fx.project.slug, &req, None, DeploymentKind::Deploy).await.unwrap_err().into();
     assert!(err.message.contains("deploys to `other`"), "{}", err.message);
     let unchanged = pipeline::get_pipeline_run(store, &run.id).await.unwrap();
     assert_eq!(unchanged.status, PipelineRunStatus::Pending, "nobody drives runs in this test");

@@ -4,7 +4,6 @@
 //! three). Containers are labelled with their project and removed at the end.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,9 +13,10 @@ use sha2::{Digest, Sha256};
 use slipway_engine::builds::buildkit::BuildKitBackend;
 use slipway_engine::builds::create::create_build;
 use slipway_engine::builds::runner::{Runner, RunnerConfig};
-use slipway_engine::embedded::{ensure_base_image, BASE_IMAGE};
+use slipway_engine::embedded::BASE_IMAGE;
+use slipway_engine::pipeline;
 use slipway_engine::release::{self, target::container_name, LocalDockerTarget};
-use slipway_engine::builds::{ArtifactInsert, RunOutcome, SpecInsert};
+use slipway_engine::builds::{ArtifactInsert, RunOutcome};
 use slipway_engine::Store;
 use slipway_model::build::{BuildDetail, NewBuild};
 use slipway_model::id::{self, USER};
@@ -26,27 +26,15 @@ use slipway_model::release::{
 };
 use slipway_model::status::{BuildRunStatus, DeploymentStatus};
 use slipway_model::{AppError, ErrorCode};
+use slipway_testkit::git::{commit, git, repo};
+use slipway_testkit::projects::project;
+use slipway_testkit::records::record_spec;
+use slipway_testkit::services::{docker, local_target, registry, RemoveContainers};
 use sqlx::PgPool;
 
 // ---------------------------------------------------------------------------
 // Fixtures
 // ---------------------------------------------------------------------------
-
-fn registry() -> String {
-    std::env::var("SLIPWAY_REGISTRY").expect("SLIPWAY_REGISTRY names the test registry (run the tests with `cargo xtask test`)")
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 const MANIFEST: &str = "services:
   api:
@@ -76,21 +64,6 @@ fn app_files(v: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Removes the project's containers when dropped (also when a test panics).
-struct ContainerGuard(String);
-
-impl Drop for ContainerGuard {
-    fn drop(&mut self) {
-        let filter = format!("label=dev.slipway.project={}", self.0);
-        if let Ok(out) = std::process::Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output() {
-            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect();
-            if !ids.is_empty() {
-                let _ = std::process::Command::new("docker").arg("rm").arg("-f").args(&ids).output();
-            }
-        }
-    }
-}
-
 struct Fixture {
     store: Store,
     docker: Docker,
@@ -99,22 +72,14 @@ struct Fixture {
     project: Project,
     repo: tempfile::TempDir,
     _work: tempfile::TempDir,
-    _guard: ContainerGuard,
+    _guard: RemoveContainers,
 }
 
 async fn fixture(pool: PgPool) -> Fixture {
     let store = Store::from_pool(pool);
-    let repo = tempfile::tempdir().unwrap();
-    git(repo.path(), &["init", "-q", "-b", "main"]);
-    let docker = Docker::connect_with_local_defaults().expect("a Docker engine (cargo xtask test starts one)");
-    ensure_base_image(&docker).await.expect("base image");
-    let name = format!("r{}", &id::new_id("x")[2..14]);
-    let fx_files = app_files("v1");
-    write_and_commit(repo.path(), &fx_files);
-    let project = store
-        .create_project(&NewProject { name, repo_url: repo.path().display().to_string(), ..Default::default() }, None)
-        .await
-        .unwrap();
+    let repo = repo(&app_files("v1"));
+    let docker = docker().await;
+    let project = project(&store, "r", repo.path()).await;
     let manifest = slipway_model::manifest::parse(MANIFEST).unwrap();
     release::sync_environments_from_manifest(&store, &project.id, &manifest).await.unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -122,27 +87,14 @@ async fn fixture(pool: PgPool) -> Fixture {
     config.lease = Duration::from_secs(10);
     config.heartbeat = Duration::from_millis(200);
     let runner = Runner::new(store.clone(), docker.clone(), Arc::new(BuildKitBackend::new(docker.clone())), None, config);
-    let labels = BTreeMap::from([("dev.slipway.test".to_string(), "releases".to_string())]);
-    let target = LocalDockerTarget::new(docker.clone())
-        .with_registry_tokens(slipway_engine::registry_auth::TokenIssuer::from_env(&registry()).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY")).with_labels(labels);
-    let guard = ContainerGuard(project.id.clone());
+    let target = local_target(docker.clone(), "releases");
+    let guard = RemoveContainers::labelled("dev.slipway.project", &project.id);
     Fixture { store, docker, runner, target, project, repo, _work: work, _guard: guard }
-}
-
-fn write_and_commit(dir: &Path, files: &[(&str, String)]) -> String {
-    for (path, content) in files {
-        let full = dir.join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, content).unwrap();
-    }
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "--allow-empty", "-m", "change"]);
-    git(dir, &["rev-parse", "HEAD"])
 }
 
 impl Fixture {
     fn commit(&self, files: &[(&str, String)]) -> String {
-        write_and_commit(self.repo.path(), files)
+        commit(self.repo.path(), files)
     }
 
     /// Builds the current HEAD on BuildKit and pushes it to the registry.
@@ -174,7 +126,7 @@ impl Fixture {
 
     async fn deploy(&self, env: &str, release: &str, by: Option<&str>) -> slipway_engine::Result<Deployment> {
         let req = DeployRequest { environment: env.into(), release: Some(release.into()), ..Default::default() };
-        release::request_deploy(&self.store, &self.project.slug, &req, by, DeploymentKind::Deploy).await
+        pipeline::request_deploy(&self.store, &self.project.slug, &req, by, DeploymentKind::Deploy).await
     }
 
     async fn execute(&self, d: &Deployment) -> Deployment {
@@ -288,31 +240,15 @@ fn sha(seed: &str) -> String {
 /// these artifacts) or failed.
 async fn recorded_build(store: &Store, project: &Project, git_sha: &str, artifacts: &[(&str, String)], completed: bool) -> String {
     let hash = hex::encode(Sha256::digest(format!("manifest of {git_sha}").as_bytes()));
-    store.record_manifest(&project.id, git_sha, &hash, "services: {}\n", &serde_json::json!({})).await.unwrap();
-    let (spec, _) = store
-        .create_build_spec(&SpecInsert {
-            project_id: project.id.clone(),
-            git_sha: git_sha.into(),
-            manifest_hash: hash,
-            services: None,
-            inputs: serde_json::json!({}),
-            registry: None,
-            cache: None,
-            build_args: Default::default(),
-            force_rebuild: false,
-            idempotency_key: None,
-            created_by: None,
-        })
-        .await
-        .unwrap();
-    let run = store.enqueue_run(&spec.id, None, false).await.unwrap();
+    let spec_id = record_spec(store, &project.id, git_sha, &hash).await;
+    let run = store.enqueue_run(&spec_id, None, false).await.unwrap();
     let claimed = store.claim_run("recorder", Duration::from_secs(60), "recorded").await.unwrap().unwrap();
     assert_eq!(claimed.run.id, run.id);
     for (service, d) in artifacts {
         store
             .insert_artifact(
                 &run.id,
-                &spec.id,
+                &spec_id,
                 &ArtifactInsert {
                     service_name: (*service).into(),
                     image_ref: format!("127.0.0.1:5000/{}/{service}:sha-{}", project.slug, &git_sha[..12]),
@@ -334,7 +270,7 @@ async fn recorded_build(store: &Store, project: &Project, git_sha: &str, artifac
         }
     };
     assert!(store.finish_run(&run.id, "recorder", &outcome).await.unwrap());
-    spec.id
+    spec_id
 }
 
 async fn recorded_release(store: &Store, project: &Project, tag: &str, seed: &str) -> Release {
@@ -746,7 +682,7 @@ async fn a_changed_release_needs_new_approvals(pool: PgPool) {
     let v2 = recorded_release(&store, &project, "v2", "two").await;
     let req = |tag: &str| DeployRequest { environment: "production".into(), release: Some(tag.into()), ..Default::default() };
 
-    let d = release::request_deploy(&store, &project.slug, &req("v1"), Some(&dev), DeploymentKind::Deploy).await.unwrap();
+    let d = pipeline::request_deploy(&store, &project.slug, &req("v1"), Some(&dev), DeploymentKind::Deploy).await.unwrap();
     let d = release::approve(&store, &d.id, &alice, true).await.unwrap();
     assert_eq!(d.approvals_needed, 1);
 
@@ -773,9 +709,9 @@ async fn a_changed_release_needs_new_approvals(pool: PgPool) {
     assert!(failed.error_message.unwrap().contains("differ from those of release v1"));
 
     // A new release requested for the environment supersedes the waiting one; its approvals stay behind.
-    let a = release::request_deploy(&store, &project.slug, &req("v1"), Some(&dev), DeploymentKind::Deploy).await.unwrap();
+    let a = pipeline::request_deploy(&store, &project.slug, &req("v1"), Some(&dev), DeploymentKind::Deploy).await.unwrap();
     release::approve(&store, &a.id, &alice, true).await.unwrap();
-    let b = release::request_deploy(&store, &project.slug, &req("v2"), Some(&dev), DeploymentKind::Deploy).await.unwrap();
+    let b = pipeline::request_deploy(&store, &project.slug, &req("v2"), Some(&dev), DeploymentKind::Deploy).await.unwrap();
     assert_eq!((b.status, b.approvals_needed, b.approvals.len()), (DeploymentStatus::AwaitingApproval, 2, 0));
     let a = release::get_deployment(&store, &a.id).await.unwrap();
     assert_eq!(a.status, DeploymentStatus::Superseded);
@@ -805,7 +741,7 @@ async fn the_wait_timer_holds_an_approved_deployment_until_it_runs_out(pool: PgP
     release::create_environment(&store, &project.slug, &gate("production", 1, &[], 2)).await.unwrap();
     recorded_release(&store, &project, "v1", "one").await;
     let req = DeployRequest { environment: "production".into(), release: Some("v1".into()), direct: true, ..Default::default() };
-    let d = release::request_deploy(&store, &project.slug, &req, Some(&dev), DeploymentKind::Deploy).await.unwrap();
+    let d = pipeline::request_deploy(&store, &project.slug, &req, Some(&dev), DeploymentKind::Deploy).await.unwrap();
     assert_eq!(d.status, DeploymentStatus::AwaitingApproval, "direct bypasses the pipeline, not the gate");
     let d = release::approve(&store, &d.id, &alice, true).await.unwrap();
     assert_eq!((d.status, d.approvals_needed), (DeploymentStatus::AwaitingApproval, 0));
@@ -836,7 +772,7 @@ async fn deploy_requests_resolve_every_source_and_refuse_the_pipeline_shape(pool
     let deploy = |req: DeployRequest| {
         let store = store.clone();
         let slug = project.slug.clone();
-        async move { release::request_deploy(&store, &slug, &DeployRequest { environment: "staging".into(), ..req }, None, DeploymentKind::Deploy).await }
+        async move { pipeline::request_deploy(&store, &slug, &DeployRequest { environment: "staging".into(), ..req }, None, DeploymentKind::Deploy).await }
     };
 
     let by_tag = deploy(DeployRequest { release: Some("v1".into()), ..Default::default() }).await.unwrap();
@@ -880,7 +816,7 @@ async fn deploy_requests_resolve_every_source_and_refuse_the_pipeline_shape(pool
     let e = app_err(deploy(DeployRequest { release: Some("v404".into()), ..Default::default() }).await);
     assert_eq!(e.problems[0].field, "release");
     let e = app_err(
-        release::request_deploy(&store, &project.slug, &DeployRequest { environment: "qa".into(), ..Default::default() }, None, DeploymentKind::Deploy)
+        pipeline::request_deploy(&store, &project.slug, &DeployRequest { environment: "qa".into(), ..Default::default() }, None, DeploymentKind::Deploy)
             .await,
     );
     assert_eq!(e.code, ErrorCode::NotFound);

@@ -4,7 +4,6 @@
 //! release that import creates compared digest for digest.
 
 use std::io::Read;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,71 +11,21 @@ use bollard::query_parameters::RemoveImageOptions;
 use bollard::Docker;
 use slipway_engine::builds::buildkit::BuildKitBackend;
 use slipway_engine::builds::create::create_build;
-use slipway_engine::builds::registry::{remote_digest, RegistryTarget};
+use slipway_engine::builds::registry::remote_digest;
 use slipway_engine::builds::runner::{Runner, RunnerConfig};
 use slipway_engine::builds::transfer::{self, ExportedBuildFile, EXPORT_FORMAT};
-use slipway_engine::embedded::{ensure_base_image, BASE_IMAGE};
+use slipway_engine::embedded::BASE_IMAGE;
 use slipway_engine::release;
 use slipway_engine::Store;
 use slipway_model::build::{BuildDetail, NewBuild};
 use slipway_model::id;
-use slipway_model::project::{NewProject, Project};
 use slipway_model::release::{ImageDigests, ReleaseListQuery};
 use slipway_model::status::BuildRunStatus;
 use slipway_model::{AppError, ErrorCode};
+use slipway_testkit::git::repo;
+use slipway_testkit::projects::project;
+use slipway_testkit::services::{docker, image_reader, registry, tokens};
 use sqlx::PgPool;
-
-/// The issuer of the test registry's tokens (`SLIPWAY_REGISTRY_TOKEN_KEY`), if it has one.
-fn tokens() -> Option<slipway_engine::registry_auth::TokenIssuer> {
-    slipway_engine::registry_auth::TokenIssuer::from_env(&registry()).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY")
-}
-
-/// A target that may read `name`'s project from the test registry (with a
-/// pull-only token when the registry authenticates with Slipway's tokens).
-fn reader(host: &str, name: &str) -> RegistryTarget {
-    let slug = name.split('/').next().unwrap_or_default();
-    match slipway_engine::registry_auth::TokenIssuer::from_env(host).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY") {
-        Some(issuer) => issuer.pull_target(host, slug).expect("a pull credential"),
-        None => RegistryTarget::new(host),
-    }
-}
-
-fn registry() -> String {
-    std::env::var("SLIPWAY_REGISTRY").expect("SLIPWAY_REGISTRY names the test registry (run the tests with `cargo xtask test`)")
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn repo(files: &[(&str, String)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    for (path, content) in files {
-        let full = dir.path().join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, content).unwrap();
-    }
-    git(dir.path(), &["add", "-A"]);
-    git(dir.path(), &["commit", "-q", "--allow-empty", "-m", "fixture"]);
-    dir
-}
-
-async fn project(store: &Store, prefix: &str, repo: &Path) -> Project {
-    let name = format!("{prefix}{}", &id::new_id("x")[2..14]);
-    store
-        .create_project(&NewProject { name, repo_url: repo.display().to_string(), ..Default::default() }, None)
-        .await
-        .unwrap()
-}
 
 /// Removes an image from the engine whatever names it has (the test's
 /// images are unique to it: their content carries a nonce).
@@ -109,8 +58,7 @@ fn read_archive(tgz: &[u8]) -> (ExportedBuildFile, Vec<String>) {
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
 async fn export_then_import_into_another_project_creates_a_release_with_identical_digests(pool: PgPool) {
     let store = Store::from_pool(pool);
-    let docker = Docker::connect_with_local_defaults().expect("a Docker engine (cargo xtask test starts one)");
-    ensure_base_image(&docker).await.expect("base image");
+    let docker = docker().await;
     let nonce = id::new_id("n");
     let manifest = "services:\n  api:\n    build: api\n  web:\n    build: web\n";
     let src = repo(&[
@@ -122,7 +70,7 @@ async fn export_then_import_into_another_project_creates_a_release_with_identica
     ]);
     let source = project(&store, "src", src.path()).await;
     // The target project's repository does not even have the commit: an import needs no git.
-    let other = repo(&[]);
+    let other = repo::<&str>(&[]);
     let target = project(&store, "dst", other.path()).await;
 
     // Build on BuildKit and push to the registry.
@@ -188,7 +136,7 @@ async fn export_then_import_into_another_project_creates_a_release_with_identica
         let tag = format!("sha-{}", &built.spec.git_sha[..12]);
         assert_eq!(a.image_ref, format!("{host}/{}/{}:{tag}", target.slug, a.service_name));
         let name = format!("{}/{}", target.slug, a.service_name);
-        let remote = remote_digest(&host, &name, &tag, &reader(&host, &name)).await.unwrap();
+        let remote = remote_digest(&host, &name, &tag, &image_reader(&name)).await.unwrap();
         assert_eq!(remote.as_deref(), Some(a.digest.as_str()));
         assert_eq!(a.digest, built_digests[&a.service_name]);
     }

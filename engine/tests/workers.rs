@@ -108,7 +108,7 @@ async fn a_deploy_requested_through_one_store_wakes_the_executor_of_another_stor
     let executor = slipway_engine::release::spawn_executor(there.clone(), target, Duration::from_secs(3600), shutdown.clone());
     wait_for_listener(&here, slipway_engine::release::DEPLOYS_CHANNEL).await;
 
-    let requested = slipway_engine::release::request_deploy(
+    let requested = slipway_engine::pipeline::request_deploy(
         &here,
         &project,
         &DeployRequest { environment: "test".into(), release: Some("v1".into()), ..Default::default() },

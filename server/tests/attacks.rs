@@ -16,7 +16,9 @@ use slipway_model::auth::{NewToken, Principal, Role};
 use slipway_model::project::NewProject;
 use slipway_server::{Edge, Limits};
 use sqlx::PgPool;
-use support::{call, commit_manifest, from_ip, post, repo, router, router_with_edge, send, token_for, PASSWORD};
+use slipway_testkit::git::{commit_manifest, empty_repo};
+use slipway_testkit::users::{token_for, PASSWORD};
+use support::{call, from_ip, post, router, router_with_edge, send};
 
 /// Held by every test of this file.
 async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
@@ -42,7 +44,7 @@ async fn project(pool: PgPool) -> Project {
     let store = Store::from_pool(pool);
     let admin = token_for(&store, "root", true).await;
     let developer = token_for(&store, "dev", false).await;
-    let repo = repo();
+    let repo = empty_repo();
     let p = store
         .create_project(&NewProject { name: "payments".into(), repo_url: repo.path().display().to_string(), ..Default::default() }, None)
         .await

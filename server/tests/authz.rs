@@ -13,13 +13,14 @@ use axum::Router;
 use leptos::config::LeptosOptions;
 use serde_json::{json, Value};
 use slipway_app::auth::{Access, ENDPOINTS};
-use slipway_engine::builds::SpecInsert;
 use slipway_engine::Store;
 use slipway_model::auth::{NewToken, Principal, Role};
 use slipway_model::project::NewProject;
 use slipway_server::{app, AppState};
+use slipway_testkit::records::record_spec;
 use sqlx::PgPool;
-use support::{send, token_for, PASSWORD};
+use slipway_testkit::users::{token_for, PASSWORD};
+use support::send;
 use tower::ServiceExt;
 
 struct World {
@@ -57,29 +58,13 @@ async fn world(pool: PgPool) -> World {
         .await
         .unwrap();
     let (sha, hash) = ("a".repeat(40), "b".repeat(64));
-    store.record_manifest(&project.id, &sha, &hash, "services: {}\n", &json!({})).await.unwrap();
-    let (spec, _) = store
-        .create_build_spec(&SpecInsert {
-            project_id: project.id.clone(),
-            git_sha: sha,
-            manifest_hash: hash,
-            services: None,
-            inputs: json!({}),
-            registry: None,
-            cache: None,
-            build_args: Default::default(),
-            force_rebuild: false,
-            idempotency_key: None,
-            created_by: None,
-        })
-        .await
-        .unwrap();
+    let spec_id = record_spec(&store, &project.id, &sha, &hash).await;
     // A completed run with an artifact, a release of it, two environments
     // (prod gated) and a deployment to prod awaiting approval.
-    let first = store.enqueue_run(&spec.id, None, false).await.unwrap();
+    let first = store.enqueue_run(&spec_id, None, false).await.unwrap();
     store.claim_run("authz", std::time::Duration::from_secs(60), "test").await.unwrap().unwrap();
     store
-        .insert_artifact(&first.id, &spec.id, &slipway_engine::builds::ArtifactInsert {
+        .insert_artifact(&first.id, &spec_id, &slipway_engine::builds::ArtifactInsert {
             service_name: "api".into(),
             image_ref: "127.0.0.1:5000/alpha/api:sha-aaaaaaaaaaaa".into(),
             digest: format!("sha256:{}", "c".repeat(64)),
@@ -91,7 +76,7 @@ async fn world(pool: PgPool) -> World {
     assert!(store.finish_run(&first.id, "authz", &slipway_engine::builds::RunOutcome::Completed { reused_from: None }).await.unwrap());
     let release = slipway_engine::release::create_release(
         &store,
-        &slipway_model::release::NewRelease { project: project.id.clone(), build: spec.id.clone(), tag: Some("v1".into()), version: None, notes: None },
+        &slipway_model::release::NewRelease { project: project.id.clone(), build: spec_id.clone(), tag: Some("v1".into()), version: None, notes: None },
         None,
     )
     .await
@@ -105,7 +90,7 @@ async fn world(pool: PgPool) -> World {
         .await
         .unwrap();
     }
-    let deployment = slipway_engine::release::request_deploy(
+    let deployment = slipway_engine::pipeline::request_deploy(
         &store,
         &project.id,
         &slipway_model::release::DeployRequest { environment: "prod".into(), release: Some("v1".into()), ..Default::default() },
@@ -122,7 +107,7 @@ async fn world(pool: PgPool) -> World {
         .execute(store.pool())
         .await
         .unwrap();
-    let run = store.enqueue_run(&spec.id, None, false).await.unwrap();
+    let run = store.enqueue_run(&spec_id, None, false).await.unwrap();
     store.create_user("target-user", None, PASSWORD, false).await.unwrap();
     store.create_user("login-user", None, PASSWORD, false).await.unwrap();
 
@@ -144,7 +129,7 @@ async fn world(pool: PgPool) -> World {
 
     let leptos = LeptosOptions::builder().output_name("slipway").site_root("target/site").site_pkg_dir("pkg").build();
     let router = app(AppState::for_tests(leptos, store.clone()));
-    World { router, store, project: project.id, build: spec.id, run: run.id, deployment: deployment.id, pipeline_run, tokens }
+    World { router, store, project: project.id, build: spec_id, run: run.id, deployment: deployment.id, pipeline_run, tokens }
 }
 
 /// A request to `path` that would succeed for an allowed caller.

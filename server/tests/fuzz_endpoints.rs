@@ -15,7 +15,8 @@ use serde_json::{json, Map, Value};
 use slipway_app::auth::ENDPOINTS;
 use slipway_model::manifest::MANIFEST_PATH;
 use sqlx::PgPool;
-use support::{repo_with, Api};
+use slipway_testkit::git::repo;
+use support::Api;
 
 /// Argument names the server functions take, at the top level and inside `input`/`query`/`request`.
 const NAMES: &[&str] = &[
@@ -61,7 +62,7 @@ fn body(real: Vec<String>) -> impl Strategy<Value = Value> {
 async fn generated_bodies_never_get_a_500_from_any_server_function(pool: PgPool) {
     let api = Api::new(pool).await;
     let manifest = "services:\n  api:\n    build: api\nenvironments:\n  - name: test\n";
-    let dir = repo_with(&[(MANIFEST_PATH, manifest), ("api/Dockerfile", "FROM scratch\n")]);
+    let dir = repo(&[(MANIFEST_PATH, manifest), ("api/Dockerfile", "FROM scratch\n")]);
     let project = api.system_project("fuzzed", dir.path()).await;
     let (status, built) = api.post(&api.admin, "builds/create", json!({ "input": { "project": "fuzzed", "run": false } })).await;
     assert_eq!(status, StatusCode::OK, "{built}");

@@ -10,10 +10,13 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use slipway_engine::builds::transfer::{ExportedBuildFile, ExportedImage, ExportedManifest, EXPORT_FORMAT, EXPORT_VERSION};
-use slipway_engine::builds::{ArtifactInsert, RunOutcome, SpecInsert};
+use slipway_engine::builds::{ArtifactInsert, RunOutcome};
 use slipway_model::manifest::{MANIFEST_PATH, MAX_MANIFEST_BYTES, MAX_MANIFEST_NODES};
+use slipway_testkit::records::record_spec;
 use sqlx::PgPool;
-use support::{alias_bomb, repo_with, token_for, Api};
+use slipway_testkit::git::repo;
+use slipway_testkit::users::token_for;
+use support::{alias_bomb, Api};
 
 fn fields(body: &Value) -> Vec<String> {
     body["problems"].as_array().map(|ps| ps.iter().map(|p| p["field"].as_str().unwrap_or("").to_string()).collect()).unwrap_or_default()
@@ -25,7 +28,7 @@ async fn a_member_naming_a_host_path_or_file_url_gets_403_whether_it_exists_or_n
     let member = token_for(&api.store, "mallory", false).await;
     // Another project's repository on this host, the server's /etc, the data
     // directory's kind of path, and paths that do not exist.
-    let theirs = repo_with(&[("README", "private\n")]);
+    let theirs = repo(&[("README", "private\n")]);
     let existing = theirs.path().display().to_string();
     let attempts = [
         existing.clone(),
@@ -92,7 +95,7 @@ async fn project_settings_name_a_git_credential_and_never_change_the_repository(
 async fn a_manifest_alias_bomb_is_refused_by_build_and_pipeline_naming_the_limit(pool: PgPool) {
     let api = Api::new(pool).await;
     let bomb = alias_bomb();
-    let dir = repo_with(&[(MANIFEST_PATH, &bomb)]);
+    let dir = repo(&[(MANIFEST_PATH, &bomb)]);
     api.system_project("bomb", dir.path()).await;
     let limit = format!("the limit is {MAX_MANIFEST_NODES} nodes");
     for (path, body) in [
@@ -113,7 +116,7 @@ async fn a_manifest_alias_bomb_is_refused_by_build_and_pipeline_naming_the_limit
 async fn a_manifest_blob_over_the_size_limit_is_refused_before_it_is_read(pool: PgPool) {
     let api = Api::new(pool).await;
     let huge = format!("services:\n  api:\n    image: busybox\n#{}\n", "x".repeat(MAX_MANIFEST_BYTES));
-    let dir = repo_with(&[(MANIFEST_PATH, &huge)]);
+    let dir = repo(&[(MANIFEST_PATH, &huge)]);
     api.system_project("huge", dir.path()).await;
     let (status, err) = api.post(&api.admin, "builds/create", json!({ "input": { "project": "huge", "ref": "main" } })).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
@@ -141,32 +144,15 @@ fn archive(build: &ExportedBuildFile) -> Vec<u8> {
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
 async fn an_import_whose_manifest_is_an_alias_bomb_is_refused_and_records_nothing(pool: PgPool) {
     let api = Api::new(pool).await;
-    let project = api.system_project("target", repo_with(&[]).path()).await;
+    let project = api.system_project("target", repo::<&str>(&[]).path()).await;
     // A real completed build to take the records' shape from.
     let (sha, hash) = ("a".repeat(40), "b".repeat(64));
-    api.store.record_manifest(&project.id, &sha, &hash, "services: {}\n", &json!({})).await.unwrap();
-    let (spec, _) = api
-        .store
-        .create_build_spec(&SpecInsert {
-            project_id: project.id.clone(),
-            git_sha: sha,
-            manifest_hash: hash.clone(),
-            services: None,
-            inputs: json!({}),
-            registry: None,
-            cache: None,
-            build_args: Default::default(),
-            force_rebuild: false,
-            idempotency_key: None,
-            created_by: None,
-        })
-        .await
-        .unwrap();
-    let run = api.store.enqueue_run(&spec.id, None, false).await.unwrap();
+    let spec_id = record_spec(&api.store, &project.id, &sha, &hash).await;
+    let run = api.store.enqueue_run(&spec_id, None, false).await.unwrap();
     api.store.claim_run("hostile", std::time::Duration::from_secs(60), "test").await.unwrap().unwrap();
     let digest = format!("sha256:{}", "c".repeat(64));
     api.store
-        .insert_artifact(&run.id, &spec.id, &ArtifactInsert {
+        .insert_artifact(&run.id, &spec_id, &ArtifactInsert {
             service_name: "api".into(),
             image_ref: "127.0.0.1:5000/target/api:sha-aaaaaaaaaaaa".into(),
             digest: digest.clone(),
@@ -176,7 +162,7 @@ async fn an_import_whose_manifest_is_an_alias_bomb_is_refused_and_records_nothin
         .await
         .unwrap();
     assert!(api.store.finish_run(&run.id, "hostile", &RunOutcome::Completed { reused_from: None }).await.unwrap());
-    let detail = api.store.get_build(&spec.id).await.unwrap();
+    let detail = api.store.get_build(&spec_id).await.unwrap();
     let build = ExportedBuildFile {
         format: EXPORT_FORMAT.into(),
         version: EXPORT_VERSION,

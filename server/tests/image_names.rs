@@ -21,26 +21,20 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use slipway_engine::builds::buildkit::BuildKitBackend;
 use slipway_engine::builds::create::create_build;
-use slipway_engine::builds::registry::{remote_digest, RegistryTarget};
+use slipway_engine::builds::registry::remote_digest;
 use slipway_engine::builds::runner::{Runner, RunnerConfig};
-use slipway_engine::embedded::{ensure_base_image, BASE_IMAGE};
-use slipway_engine::registry_auth::TokenIssuer;
+use slipway_engine::embedded::BASE_IMAGE;
 use slipway_engine::Store;
 use slipway_model::build::{BuildDetail, NewBuild};
 use slipway_model::project::{NewProject, Project};
 use slipway_model::status::BuildRunStatus;
 use slipway_server::{app, AppState};
+use slipway_testkit::git::git;
+use slipway_testkit::nonce;
+use slipway_testkit::services::{docker, reader, registry, tokens};
+use slipway_testkit::users::token_for;
 use sqlx::PgPool;
-use support::git;
 use tower::ServiceExt;
-
-fn registry() -> String {
-    std::env::var("SLIPWAY_REGISTRY").expect("SLIPWAY_REGISTRY names the test registry (run the tests with `cargo xtask test`)")
-}
-
-fn nonce() -> String {
-    slipway_model::id::new_id("n")[2..14].to_string()
-}
 
 /// A router with the engine and the registry, a runner, and an admin token.
 struct World {
@@ -54,14 +48,13 @@ struct World {
 
 async fn world(pool: PgPool) -> World {
     let store = Store::from_pool(pool);
-    let docker = Docker::connect_with_local_defaults().expect("a Docker engine (cargo xtask test starts one)");
-    ensure_base_image(&docker).await.expect("base image");
-    let token = support::token_for(&store, "images-admin", true).await;
+    let docker = docker().await;
+    let token = token_for(&store, "images-admin", true).await;
     let mut state = AppState::for_tests(support::leptos(), store.clone());
     state.docker = Some(docker.clone());
     state.registry = Some(registry());
     // The test registry takes only Slipway's tokens: imports push with them.
-    state.registry_tokens = TokenIssuer::from_env(&registry()).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY");
+    state.registry_tokens = tokens();
     let work = tempfile::tempdir().unwrap();
     let config = RunnerConfig::new(work.path().to_path_buf(), Some(registry()));
     let runner = Runner::new(store.clone(), docker.clone(), Arc::new(BuildKitBackend::new(docker.clone())), None, config);
@@ -180,10 +173,7 @@ async fn a_manifest_pushing_into_another_projects_repository_is_refused_at_build
     let tag = artifact.image_ref.rsplit(':').next().unwrap().to_string();
     let victim_local = w.image_id(&artifact.image_ref).await.expect("the victim's local tag");
     // A pull credential for the victim's repositories (the registry refuses anonymous reads).
-    let target = match TokenIssuer::from_env(&host).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY") {
-        Some(issuer) => issuer.pull_target(&host, &victim.slug).expect("a pull credential"),
-        None => RegistryTarget::new(host.clone()),
-    };
+    let target = reader(&victim.slug);
     let victim_repo_name = format!("{}/api", victim.slug);
     let victim_remote = remote_digest(&host, &victim_repo_name, &tag, &target).await.unwrap();
     assert_eq!(victim_remote.as_deref(), Some(artifact.digest.as_str()));

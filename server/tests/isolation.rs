@@ -14,10 +14,9 @@ use slipway_engine::Store;
 use slipway_model::auth::{NewToken, Principal, Role};
 use slipway_model::project::{NewProject, Project};
 use slipway_server::{app, AppState};
+use slipway_testkit::users::{principal, user};
 use sqlx::PgPool;
 use tower::ServiceExt;
-
-const PASSWORD: &str = "a long enough password";
 
 struct World {
     router: Router,
@@ -32,9 +31,9 @@ struct World {
     beta_dev: String,
 }
 
+/// A user with an API token, as a caller and the token.
 async fn token_for(store: &Store, username: &str, is_admin: bool) -> (Principal, String) {
-    let user = store.create_user(username, None, PASSWORD, is_admin).await.unwrap();
-    let p = Principal { user, token_id: None, token_project: None, client: Default::default() };
+    let p = principal(&user(store, username, is_admin).await);
     let t = store.create_token(&p, &NewToken { name: "t".into(), project: None, expires_in_days: None }).await.unwrap().token;
     (p, t)
 }

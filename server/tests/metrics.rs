@@ -13,8 +13,9 @@ use axum::Router;
 use slipway_engine::builds::buildkit::BuildKitBackend;
 use slipway_engine::builds::create::create_build;
 use slipway_engine::builds::runner::{Runner, RunnerConfig};
-use slipway_engine::embedded::{ensure_base_image, BASE_IMAGE};
+use slipway_engine::embedded::BASE_IMAGE;
 use slipway_engine::Store;
+use slipway_engine::pipeline;
 use slipway_engine::release::{self, LocalDockerTarget};
 use slipway_model::build::NewBuild;
 use slipway_model::release::{DeployRequest, DeploymentKind, NewRelease};
@@ -22,6 +23,9 @@ use slipway_model::status::DeploymentStatus;
 use slipway_model::project::NewProject;
 use slipway_model::status::BuildRunStatus;
 use slipway_server::{app, AppState, Metrics};
+use slipway_testkit::git::repo;
+use slipway_testkit::services::docker;
+use slipway_testkit::users::{token_for, user};
 use sqlx::PgPool;
 
 const METRICS_TOKEN: &str = "metrics-scrape-token-for-tests";
@@ -65,8 +69,8 @@ fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f
 async fn metrics_answer_only_an_administrator_or_the_metrics_token(pool: PgPool) {
     let store = Store::from_pool(pool);
     let router = router(&store);
-    let admin = support::token_for(&store, "metrics-admin", true).await;
-    let developer = support::token_for(&store, "metrics-dev", false).await;
+    let admin = token_for(&store, "metrics-admin", true).await;
+    let developer = token_for(&store, "metrics-dev", false).await;
     assert_eq!(support::send(&router, get("/metrics", None)).await.0, StatusCode::UNAUTHORIZED, "anonymous");
     assert_eq!(support::send(&router, get("/metrics", Some(&developer))).await.0, StatusCode::FORBIDDEN, "a user who is not an administrator");
     assert_eq!(support::send(&router, get("/metrics", Some("not-the-metrics-token"))).await.0, StatusCode::UNAUTHORIZED, "a wrong token");
@@ -83,7 +87,7 @@ async fn metrics_answer_only_an_administrator_or_the_metrics_token(pool: PgPool)
 async fn requests_are_counted_by_endpoint_and_status_and_paths_never_become_series(pool: PgPool) {
     let store = Store::from_pool(pool);
     let router = router(&store);
-    let developer = support::token_for(&store, "metrics-counted", false).await;
+    let developer = token_for(&store, "metrics-counted", false).await;
     let before = scrape(&router).await;
     for _ in 0..3 {
         // 503 here (no engine in this router): counted under its status all the same.
@@ -115,10 +119,9 @@ async fn requests_are_counted_by_endpoint_and_status_and_paths_never_become_seri
 async fn a_build_and_its_gated_deployment_show_up_as_runs_durations_log_lines_decisions_and_outcomes(pool: PgPool) {
     let store = Store::from_pool(pool);
     let router = router(&store);
-    let docker = bollard::Docker::connect_with_local_defaults().expect("a Docker engine (cargo xtask test starts one)");
-    ensure_base_image(&docker).await.expect("base image");
+    let docker = docker().await;
     let nonce = slipway_model::id::new_id("n");
-    let repo = support::repo_with(&[
+    let repo = repo(&[
         (".slipway/manifest.yaml", "registry: none\nservices:\n  api:\n    build: api\nenvironments:\n  - name: production\n    approval:\n      required: 1\n"),
         ("api/Dockerfile", &format!("FROM {BASE_IMAGE}\nRUN echo {nonce} > /marker\n")),
     ]);
@@ -149,12 +152,12 @@ async fn a_build_and_its_gated_deployment_show_up_as_runs_durations_log_lines_de
     let release = release::create_release(&store, &NewRelease { project: project.slug.clone(), build: d.spec.id.clone(), ..Default::default() }, None)
         .await
         .unwrap();
-    let developer = store.create_user("metrics-requester", None, support::PASSWORD, false).await.unwrap();
-    let approver = store.create_user("metrics-approver", None, support::PASSWORD, false).await.unwrap();
+    let developer = user(&store, "metrics-requester", false).await;
+    let approver = user(&store, "metrics-approver", false).await;
     let request = DeployRequest { environment: "production".into(), release: release.tag.clone(), ..Default::default() };
-    let rejected = release::request_deploy(&store, &project.slug, &request, Some(&developer.id), DeploymentKind::Deploy).await.unwrap();
+    let rejected = pipeline::request_deploy(&store, &project.slug, &request, Some(&developer.id), DeploymentKind::Deploy).await.unwrap();
     release::reject(&store, &rejected.id, &approver.id, true).await.unwrap();
-    let waiting = release::request_deploy(&store, &project.slug, &request, Some(&developer.id), DeploymentKind::Deploy).await.unwrap();
+    let waiting = pipeline::request_deploy(&store, &project.slug, &request, Some(&developer.id), DeploymentKind::Deploy).await.unwrap();
     let approved = release::approve(&store, &waiting.id, &approver.id, true).await.unwrap();
     assert_eq!(approved.status, DeploymentStatus::Deploying, "one approval satisfies the gate");
     let labels = std::collections::BTreeMap::from([("dev.slipway.test".to_string(), "metrics".to_string())]);

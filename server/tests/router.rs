@@ -9,6 +9,7 @@ use leptos::config::LeptosOptions;
 use serde_json::{json, Value};
 use slipway_engine::Store;
 use slipway_server::{app, AppState};
+use slipway_testkit::git::{empty_repo, repo};
 use sqlx::PgPool;
 use tower::ServiceExt;
 
@@ -67,12 +68,6 @@ async fn call(app: &TestApp, method: &str, uri: &str, body: Option<&str>) -> (St
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn git_repo() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    assert!(std::process::Command::new("git").arg("init").arg("-q").arg(dir.path()).status().unwrap().success());
-    dir
-}
-
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
 async fn healthz_reports_database_engine_and_registry(pool: PgPool) {
     let router = router(pool).await;
@@ -89,7 +84,7 @@ async fn healthz_reports_database_engine_and_registry(pool: PgPool) {
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
 async fn project_round_trip_through_the_api(pool: PgPool) {
     let router = router(pool).await;
-    let repo = git_repo();
+    let repo = empty_repo();
     let body = json!({ "input": { "name": "Checkout", "repo_url": repo.path() } }).to_string();
     let (status, created) = call(&router, "POST", "/api/projects/create", Some(&body)).await;
     assert_eq!(status, StatusCode::OK, "{created}");
@@ -129,7 +124,7 @@ async fn bad_input_is_422_naming_every_field_never_500(pool: PgPool) {
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
 async fn duplicate_project_is_409_and_unknown_project_is_404(pool: PgPool) {
     let router = router(pool).await;
-    let repo = git_repo();
+    let repo = empty_repo();
     let body = json!({ "input": { "name": "dup", "repo_url": repo.path() } }).to_string();
     assert_eq!(call(&router, "POST", "/api/projects/create", Some(&body)).await.0, StatusCode::OK);
     let (status, again) = call(&router, "POST", "/api/projects/create", Some(&body)).await;
@@ -142,7 +137,7 @@ async fn duplicate_project_is_409_and_unknown_project_is_404(pool: PgPool) {
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
 async fn dashboard_pages_render_on_the_server(pool: PgPool) {
     let router = router(pool).await;
-    let repo = git_repo();
+    let repo = empty_repo();
     let body = json!({ "input": { "name": "rendered-project", "repo_url": repo.path() } }).to_string();
     call(&router, "POST", "/api/projects/create", Some(&body)).await;
     let (status, html) = call(&router, "GET", "/projects", None).await;
@@ -153,26 +148,9 @@ async fn dashboard_pages_render_on_the_server(pool: PgPool) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// A repository whose `main` holds a one-service manifest.
 fn repo_with_manifest() -> tempfile::TempDir {
-    let dir = git_repo();
-    std::fs::create_dir_all(dir.path().join(".slipway")).unwrap();
-    std::fs::create_dir_all(dir.path().join("api")).unwrap();
-    std::fs::write(dir.path().join(".slipway/manifest.yaml"), "services:\n  api:\n    build: api\n").unwrap();
-    std::fs::write(dir.path().join("api/Dockerfile"), "FROM scratch\n").unwrap();
-    let git = |args: &[&str]| {
-        assert!(std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir.path())
-            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args)
-            .status()
-            .unwrap()
-            .success())
-    };
-    git(&["checkout", "-q", "-b", "main"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "m"]);
-    dir
+    repo(&[(".slipway/manifest.yaml", "services:\n  api:\n    build: api\n"), ("api/Dockerfile", "FROM scratch\n")])
 }
 
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
@@ -226,7 +204,7 @@ async fn build_endpoints_answer_with_statuses_that_name_the_problem(pool: PgPool
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
 async fn auto_release_is_a_project_setting_an_admin_can_switch(pool: PgPool) {
     let router = router(pool).await;
-    let repo = git_repo();
+    let repo = empty_repo();
     let body = json!({ "input": { "name": "convoxy", "repo_url": repo.path() } }).to_string();
     assert_eq!(call(&router, "POST", "/api/projects/create", Some(&body)).await.0, StatusCode::OK);
     let (status, updated) = call(&router, "POST", "/api/projects/settings", Some(r#"{"project":"convoxy","auto_release":true}"#)).await;

@@ -13,11 +13,12 @@ use leptos::config::LeptosOptions;
 use serde_json::Value;
 use slipway_engine::logs::{start_writer, LogSink, LogWriter, Masker, Phase, Stream, MASK};
 use slipway_engine::logs::{HubConfig, LogHub};
-use slipway_engine::builds::{RunOutcome, SpecInsert};
+use slipway_engine::builds::RunOutcome;
 use slipway_engine::Store;
 use slipway_model::project::NewProject;
 use slipway_server::{app, AppState};
 use sqlx::PgPool;
+use slipway_testkit::records::record_spec;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tower::ServiceExt;
@@ -35,29 +36,13 @@ struct Fixture {
 impl Fixture {
     async fn new(pool: PgPool, config: HubConfig) -> Fixture {
         let store = Store::from_pool(pool);
-        let name = format!("ws-{}", &slipway_model::id::new_id("x")[2..14]);
+        let name = format!("ws-{}", slipway_testkit::nonce());
         let project = store
             .create_project(&NewProject { name, repo_url: "https://example.com/ws.git".into(), ..Default::default() }, None)
             .await
             .unwrap();
         let (sha, hash) = ("c".repeat(40), "d".repeat(64));
-        store.record_manifest(&project.id, &sha, &hash, "services: {}\n", &serde_json::json!({})).await.unwrap();
-        let (spec, _) = store
-            .create_build_spec(&SpecInsert {
-                project_id: project.id,
-                git_sha: sha,
-                manifest_hash: hash,
-                services: None,
-                inputs: serde_json::json!({}),
-                registry: None,
-                cache: None,
-                build_args: Default::default(),
-                force_rebuild: false,
-                idempotency_key: None,
-                created_by: None,
-            })
-            .await
-            .unwrap();
+        let spec_id = record_spec(&store, &project.id, &sha, &hash).await;
         let hub = LogHub::start_with(store.clone(), config);
         let admin = store.create_user("ws-admin", None, "a long enough password", true).await.unwrap();
         let principal = slipway_model::auth::Principal { user: admin, token_id: None, token_project: None, client: Default::default() };
@@ -66,7 +51,7 @@ impl Fixture {
             .await
             .unwrap()
             .token;
-        Fixture { store, hub, build_id: spec.id, token }
+        Fixture { store, hub, build_id: spec_id, token }
     }
 
     fn state(&self) -> AppState {

@@ -1,15 +1,15 @@
-//! Creating a build spec from a request: resolve the ref, read the manifest at
-//! that commit, check the manifest hash and the services, record both, and
-//! queue a run. Every bad field is a 4xx naming it.
+//! Creating a build spec from a request: resolve the ref and read the
+//! manifest at that commit ([`super::commit`]), check the manifest hash and
+//! the services, record both, and queue a run. Every bad field is a 4xx
+//! naming it.
 
-use slipway_model::build::{is_git_sha, is_manifest_hash, parse_build_args, BuildDetail, NewBuild};
+use slipway_model::build::{parse_build_args, BuildDetail, NewBuild};
 use slipway_model::image_name::{ProjectImages, SlipwayRegistry};
 use slipway_model::limits::MAX_LIST_ITEMS;
-use slipway_model::manifest::{self, MANIFEST_PATH};
 use slipway_model::{AppError, FieldProblem};
 
 use super::runner::parse_registry_override;
-use super::workspace;
+use super::commit::{self, ManifestSource, ResolvedCommit};
 use crate::error::Result;
 use super::SpecInsert;
 use crate::store::Store;
@@ -35,12 +35,7 @@ pub async fn create_build_for(store: &Store, input: &NewBuild, created_by: Optio
     let project = store.get_project(&input.project).await?;
     AppError::check_list_len("services", input.services.as_ref().map_or(0, Vec::len), MAX_LIST_ITEMS)?;
     AppError::check_list_len("build_args", input.build_args.len(), MAX_LIST_ITEMS)?;
-    let mut problems = Vec::new();
-    if let Some(hash) = &input.manifest_hash {
-        if !is_manifest_hash(hash) {
-            problems.push(FieldProblem { field: "manifest_hash".into(), message: "must be 64 lowercase hex characters".into() });
-        }
-    }
+    let mut problems: Vec<FieldProblem> = commit::manifest_hash_problem(input.manifest_hash.as_deref()).into_iter().collect();
     if let Some(key) = &input.idempotency_key {
         if key.is_empty() || key.len() > 200 {
             problems.push(FieldProblem { field: "idempotency_key".into(), message: "must be 1 to 200 characters".into() });
@@ -81,10 +76,8 @@ pub async fn create_build_for(store: &Store, input: &NewBuild, created_by: Optio
             None
         }
     };
-    let git_ref = input.git_ref.as_deref().map(str::trim).filter(|r| !r.is_empty()).unwrap_or(&project.default_branch).to_string();
-    if git_ref.len() == 40 && git_ref.chars().all(|c| c.is_ascii_hexdigit()) && !is_git_sha(&git_ref) {
-        problems.push(FieldProblem { field: "ref".into(), message: "a full git sha must be lowercase hex".into() });
-    }
+    let git_ref = commit::ref_or_default(input.git_ref.as_deref(), &project);
+    problems.extend(commit::ref_problem(git_ref, "ref"));
     if !problems.is_empty() {
         return Err(AppError::invalid_fields(problems).into());
     }
@@ -94,36 +87,20 @@ pub async fn create_build_for(store: &Store, input: &NewBuild, created_by: Optio
         store.allowed_registry_for(&project.id, &project.slug, &registry, "registry").await?;
     }
 
-    let git = workspace::Git::for_project(store, &project).await.map_err(|e| AppError::invalid("ref", e.message))?;
-    let sha = git.resolve_ref(&project.repo_url, &git_ref)
-        .await
-        .map_err(|e| AppError::invalid("ref", e.message))?;
-    let content = git.read_file_at(&project.repo_url, &sha, MANIFEST_PATH)
-        .await
-        .map_err(|e| AppError::invalid("ref", e.message))?
-        .ok_or_else(|| AppError::invalid("ref", format!("commit {sha} has no {MANIFEST_PATH}")))?;
-    let parsed = manifest::parse(&content).map_err(AppError::from)?;
+    let commit = ResolvedCommit::resolve(store, &project, git_ref, "ref", ManifestSource::Repository).await?;
+    let (sha, parsed) = (&commit.sha, &commit.manifest);
     // Only a listed registry may be pushed to (and receive its listed secrets).
     if input.registry.is_none() {
         store.allowed_registry_for(&project.id, &project.slug, &parsed.registry, "manifest.registry").await?;
     }
-    let hash = parsed.canonical_hash();
-    if let Some(given) = &input.manifest_hash {
-        if *given != hash {
-            return Err(AppError::invalid(
-                "manifest_hash",
-                format!("does not match the manifest at {sha}: given {given}, manifest has {hash}"),
-            )
-            .into());
-        }
-    }
+    commit.check_hash(input.manifest_hash.as_deref())?;
     // Built images are named inside the project's own namespace: a name
     // reserved for Slipway or in another project's namespace is refused
     // here (the runner checks again, knowing Slipway's registry host).
     let registry = registry_override.as_ref().unwrap_or(&parsed.registry);
     let images = ProjectImages::new(&project.slug, registry, slipway_registry.clone());
     let naming: Vec<FieldProblem> = images
-        .check_manifest(&parsed)
+        .check_manifest(parsed)
         .into_iter()
         .map(|p| {
             let field = if registry_override.is_some() && p.path.starts_with("registry") { "registry".to_string() } else { format!("manifest.{}", p.path) };
@@ -160,15 +137,10 @@ pub async fn create_build_for(store: &Store, input: &NewBuild, created_by: Optio
             Some(s)
         }
     };
-    let parsed_json = serde_json::from_str::<serde_json::Value>(&parsed.canonical_json())
-        .unwrap_or_else(|_| serde_json::json!({}));
     // The manifest's environments join the promotion path; one that would
     // loosen an existing gate or target refuses the build before anything is
     // recorded.
-    if !parsed.environments.is_empty() {
-        crate::release::sync_environments_from_manifest(store, &project.id, &parsed).await?;
-    }
-    store.record_manifest(&project.id, &sha, &hash, &content, &parsed_json).await?;
+    commit.record(store, &project).await?;
     let mut inputs = input.inputs.clone().unwrap_or_else(|| serde_json::json!({}));
     if input.development {
         if let Some(obj) = inputs.as_object_mut() {
@@ -178,8 +150,8 @@ pub async fn create_build_for(store: &Store, input: &NewBuild, created_by: Optio
     let (spec, created) = store
         .create_build_spec(&SpecInsert {
             project_id: project.id.clone(),
-            git_sha: sha,
-            manifest_hash: hash,
+            git_sha: commit.sha.clone(),
+            manifest_hash: commit.hash.clone(),
             services,
             inputs,
             registry: input.registry.clone(),

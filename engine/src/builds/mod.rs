@@ -8,6 +8,7 @@
 //! the queue are named below.
 
 pub mod buildkit;
+pub mod commit;
 pub mod create;
 pub mod diagnose;
 pub mod dockerignore;

@@ -375,13 +375,8 @@ pub async fn delete_environment(store: &Store, project: &str, environment: &str)
     let env = find_environment(store, &project.id, &project.slug, environment).await?;
     let mut tx = store.pool().begin().await?;
     lock_project_environments(&mut tx, &project.id).await?;
-    super::deployments::lock_environment(&mut tx, &env.id).await?;
-    let deploying: Option<(String,)> =
-        sqlx::query_as("SELECT id FROM deployments WHERE environment_id = $1 AND status = 'deploying'")
-            .bind(&env.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if let Some((dep,)) = deploying {
+    lock_environment(&mut tx, &env.id).await?;
+    if let Some(dep) = rolling_out(&mut tx, &env.id).await? {
         return Err(AppError::conflict(format!(
             "environment {} is being deployed by {dep}; delete it when that finishes",
             env.name
@@ -392,6 +387,27 @@ pub async fn delete_environment(store: &Store, project: &str, environment: &str)
     compact_positions(&mut tx, &project.id).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Serialises every change to one environment's deployments (released at
+/// commit). Whoever changes them (a request, a gate decision, deleting the
+/// environment) takes this lock first.
+pub(crate) async fn lock_environment(tx: &mut Transaction<'_, Postgres>, environment_id: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('slipway.environment:' || $1, 0))")
+        .bind(environment_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The deployment rolling out in an environment now, if any (at most one:
+/// `deployments_one_deploying_idx`). Read under [`lock_environment`].
+pub(crate) async fn rolling_out(tx: &mut Transaction<'_, Postgres>, environment_id: &str) -> Result<Option<String>> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT id FROM deployments WHERE environment_id = $1 AND status = 'deploying'")
+        .bind(environment_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(|(id,)| id))
 }
 
 /// Renumbers positions 0..n in their current order.

@@ -1,10 +1,10 @@
-//! Fixtures shared by the engine's integration tests: the test services
-//! (`cargo xtask test` starts them and sets their environment), git
-//! repositories holding a manifest, projects, and a build runner.
+//! The engine's own test fixture: a store with a build runner on the real
+//! engine and registry, and projects whose repositories hold given files.
+//! The fixtures every crate's tests share (git repositories, the test
+//! services) are in `slipway-testkit`.
 
 #![allow(dead_code)]
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,67 +12,13 @@ use bollard::Docker;
 use slipway_engine::builds::buildkit::BuildKitBackend;
 use slipway_engine::builds::create::create_build;
 use slipway_engine::builds::runner::{Runner, RunnerConfig};
-use slipway_engine::embedded::ensure_base_image;
 use slipway_engine::Store;
 use slipway_model::build::{BuildDetail, NewBuild};
-use slipway_model::project::{NewProject, Project};
+use slipway_model::project::Project;
 
-/// `host:port` of the test registry.
-pub fn registry() -> String {
-    std::env::var("SLIPWAY_REGISTRY").expect("SLIPWAY_REGISTRY names the test registry (run the tests with `cargo xtask test`)")
-}
-
-/// The issuer of the test registry's tokens (`SLIPWAY_REGISTRY_TOKEN_KEY`), if it has one.
-pub fn tokens() -> Option<slipway_engine::registry_auth::TokenIssuer> {
-    slipway_engine::registry_auth::TokenIssuer::from_env(&registry()).expect("a usable SLIPWAY_REGISTRY_TOKEN_KEY")
-}
-
-/// A target that may read the project's images in the test registry.
-pub fn reader(project_slug: &str) -> slipway_engine::builds::registry::RegistryTarget {
-    match tokens() {
-        Some(issuer) => issuer.pull_target(&registry(), project_slug).expect("a pull credential"),
-        None => slipway_engine::builds::registry::RegistryTarget::new(registry()),
-    }
-}
-
-/// The test Docker engine, with the local base image present.
-pub async fn docker() -> Docker {
-    let docker = Docker::connect_with_local_defaults().expect("a Docker engine (cargo xtask test starts one)");
-    ensure_base_image(&docker).await.expect("base image");
-    docker
-}
-
-/// Runs git in `dir`; returns its trimmed standard output.
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A git repository holding `files`, committed on `main`.
-pub fn repo(files: &[(&str, String)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    for (path, content) in files {
-        let full = dir.path().join(path);
-        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
-        std::fs::write(full, content).expect("write");
-    }
-    git(dir.path(), &["add", "-A"]);
-    git(dir.path(), &["commit", "-q", "-m", "fixture"]);
-    dir
-}
-
-/// A short random suffix for names that must not collide between tests.
-pub fn nonce() -> String {
-    slipway_model::id::new_id("x")[2..14].to_string()
-}
+use slipway_testkit::git::repo;
+use slipway_testkit::projects::project;
+use slipway_testkit::services::{docker, registry};
 
 /// A store, a build runner on the real engine and registry, and the
 /// repositories of the projects made with [`Builds::project`].
@@ -99,11 +45,7 @@ impl Builds {
     /// A project named `<prefix><nonce>` whose repository holds `files`.
     pub async fn project(&mut self, prefix: &str, files: &[(&str, String)]) -> Project {
         let repo = repo(files);
-        let project = self
-            .store
-            .create_project(&NewProject { name: format!("{prefix}{}", nonce()), repo_url: repo.path().display().to_string(), ..Default::default() }, None)
-            .await
-            .expect("project");
+        let project = project(&self.store, prefix, repo.path()).await;
         self.repos.push(repo);
         project
     }

@@ -1,5 +1,6 @@
-//! Fixtures shared by the router tests: a router over a store, users with API
-//! tokens, JSON calls, and git repositories with a manifest.
+//! Fixtures of the router tests: a router over a store, JSON calls, and the
+//! API of the hostile-input tests. Users, tokens and git repositories are
+//! `slipway-testkit`'s.
 
 #![allow(dead_code)]
 
@@ -14,11 +15,9 @@ use http_body_util::BodyExt;
 use leptos::config::LeptosOptions;
 use serde_json::Value;
 use slipway_engine::Store;
-use slipway_model::auth::{NewToken, Principal};
 use slipway_server::{app, AppState, Edge};
+use slipway_testkit::users::token_for;
 use tower::ServiceExt;
-
-pub const PASSWORD: &str = "a long enough password";
 
 pub fn leptos() -> LeptosOptions {
     LeptosOptions::builder().output_name("slipway").site_root("target/site").site_pkg_dir("pkg").build()
@@ -34,13 +33,6 @@ pub fn router_with_edge(store: &Store, edge: Edge) -> Router {
 /// The router over `store` without engine or registry.
 pub fn router(store: &Store) -> Router {
     app(AppState::for_tests(leptos(), store.clone()))
-}
-
-/// A user (global admin or not) and an unscoped API token of theirs.
-pub async fn token_for(store: &Store, username: &str, is_admin: bool) -> String {
-    let user = store.create_user(username, None, PASSWORD, is_admin).await.unwrap();
-    let p = Principal { user, token_id: None, token_project: None, client: Default::default() };
-    store.create_token(&p, &NewToken { name: "t".into(), project: None, expires_in_days: None }).await.unwrap().token
 }
 
 /// Sends a request; the status and the body as text.
@@ -74,33 +66,6 @@ pub fn from_ip(mut req: Request<Body>, ip: [u8; 4]) -> Request<Body> {
 pub async fn call(router: &Router, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
     let (status, text) = send(router, post(path, token, &body)).await;
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A git repository on branch `main`, no commits yet.
-pub fn repo() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    dir
-}
-
-/// Commits `.slipway/manifest.yaml` with this text; the commit's sha.
-pub fn commit_manifest(repo: &Path, manifest: &str) -> String {
-    std::fs::create_dir_all(repo.join(".slipway")).unwrap();
-    std::fs::write(repo.join(".slipway/manifest.yaml"), manifest).unwrap();
-    git(repo, &["add", "-A"]);
-    git(repo, &["commit", "-q", "-m", "manifest"]);
-    git(repo, &["rev-parse", "HEAD"])
 }
 
 /// The router (no engine, a secret key), its store and a global administrator's
@@ -140,19 +105,6 @@ impl Api {
         let input = slipway_model::project::NewProject { name: name.into(), repo_url: repo.display().to_string(), ..Default::default() };
         self.store.create_project(&input, None).await.unwrap()
     }
-}
-
-/// A git repository holding `files`, committed on `main`.
-pub fn repo_with(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = repo();
-    for (path, content) in files {
-        let full = dir.path().join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, content).unwrap();
-    }
-    git(dir.path(), &["add", "-A"]);
-    git(dir.path(), &["commit", "-q", "--allow-empty", "-m", "fixture"]);
-    dir
 }
 
 /// A YAML alias bomb (10^10 nodes once expanded) with a valid service, so
