@@ -230,6 +230,28 @@ async fn current_deployment(store: &Store, environment_id: &str) -> Result<Optio
     }
 }
 
+/// What ran in `deployment`'s environment when it was requested: the newest
+/// other deployment there that had succeeded by then (`None`: nothing). The
+/// "before" of the audit trail's before → after for deploys, promotions and
+/// rollbacks.
+#[tracing::instrument(skip_all, fields(deployment = %deployment.id))]
+pub async fn running_before(store: &Store, deployment: &Deployment) -> Result<Option<Deployment>> {
+    let id: Option<(String,)> = sqlx::query_as(
+        "SELECT id FROM deployments
+         WHERE environment_id = $1 AND id <> $2 AND status = 'succeeded' AND completed_at <= $3
+         ORDER BY completed_at DESC, id DESC LIMIT 1",
+    )
+    .bind(&deployment.environment_id)
+    .bind(&deployment.id)
+    .bind(deployment.created_at)
+    .fetch_optional(store.pool())
+    .await?;
+    match id {
+        Some((id,)) => Ok(Some(get_deployment(store, &id).await?)),
+        None => Ok(None),
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Requests
 // ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ pub mod target;
 
 pub use deployments::{
     approve, board, diff, execute_deployment, get_deployment, promote, reject, request_deploy, rollback, run_pending,
-    start_due_deployments,
+    running_before, start_due_deployments,
 };
 pub use environments::{
     create_environment, delete_environment, list_environments, sync_environments_from_manifest, update_environment,
