@@ -256,6 +256,8 @@ const EXPECTED_ACCESS: &[(&str, &str)] = &[
     ("users/create",                         "401  403    403 403      403   403   ok     403"),
     ("base-images/add",                      "401  403    403 403      403   403   ok     403"),
     ("base-images/remove",                   "401  403    403 403      403   403   ok     403"),
+    // Metrics: a global administrator's token (or the metrics-only token, not a caller here).
+    ("GET /metrics",                         "401  403    403 403      403   403   ok     403"),
     // A viewer reads everything and follows logs.
     ("projects/show",                        "401  ok     ok  ok       ok    404   ok     404"),
     ("members/list",                         "401  ok     ok  ok       ok    404   ok     404"),
@@ -402,6 +404,7 @@ fn router_routes() -> Vec<String> {
         let (path, handlers) = call[..end].split_once(',').expect(".route(path, handlers)");
         let path = match path.trim() {
             "crate::realm::PATH" => slipway_server::realm::PATH.to_string(),
+            "crate::metrics::PATH" => slipway_server::metrics::PATH.to_string(),
             quoted => quoted.strip_prefix('"').and_then(|p| p.strip_suffix('"')).unwrap_or_else(|| panic!("a route path the test cannot read: {quoted}")).to_string(),
         };
         let mut methods = 0;
