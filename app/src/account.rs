@@ -499,13 +499,14 @@ pub fn AuditPage() -> impl IntoView {
                         let page = events.await?;
                         Ok::<_, AppError>(view! {
                             <table id="audit" class="table">
-                                <thead><tr><th>"When"</th><th>"Who"</th><th>"What"</th><th>"Target"</th><th>"From"</th></tr></thead>
+                                <thead><tr><th>"When"</th><th>"Who"</th><th>"What"</th><th>"Target"</th><th>"Change"</th><th>"From"</th></tr></thead>
                                 <tbody>{page.events.into_iter().map(|e| view! {
                                     <tr>
                                         <td>{format_time(&e.at)}</td>
                                         <td>{e.actor_label.clone()}</td>
                                         <td><code>{e.action.clone()}</code></td>
                                         <td>{e.target_id.clone().unwrap_or_default()}</td>
+                                        <td>{e.change().unwrap_or_default()}</td>
                                         <td>{e.ip.clone().unwrap_or_default()}</td>
                                     </tr>
                                 }).collect_view()}</tbody>

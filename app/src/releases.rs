@@ -114,6 +114,25 @@ pub async fn delete_environment(project: String, environment: String) -> Result<
     Ok(())
 }
 
+/// What the audit trail keeps of what runs (or is to run) in an environment.
+#[cfg(feature = "ssr")]
+fn running_facts(d: &Deployment) -> serde_json::Value {
+    serde_json::json!({ "deployment": d.id, "release": d.release_tag, "git_sha": d.git_sha, "image_digests": d.image_digests })
+}
+
+/// Adds `before` (what ran in the environment when `d` was requested; `null`:
+/// nothing) and `after` (what `d` runs) to a deploy's audit detail.
+#[cfg(feature = "ssr")]
+async fn before_after(d: &Deployment, detail: &mut serde_json::Value) {
+    let Ok(ctx) = crate::server::context() else { return };
+    match slipway_engine::release::running_before(&ctx.store, d).await {
+        Ok(before) => detail["before"] = before.as_ref().map(running_facts).unwrap_or_default(),
+        // The deployment is recorded: keep its event, without a "before" that could be wrong.
+        Err(e) => tracing::error!(error = %e, deployment = %d.id, "reading what ran before a deployment failed"),
+    }
+    detail["after"] = running_facts(d);
+}
+
 /// Requests a deployment: a release (tag or id), image digests, an image tag,
 /// or a git sha + manifest hash (runs the pipeline); gated environments wait for approvals.
 #[server(prefix = "/api", endpoint = "deployments/request", input = Json)]
@@ -121,7 +140,9 @@ pub async fn request_deploy(project: String, request: DeployRequest) -> Result<D
     let ctx = crate::server::context()?;
     let (pid, g) = project_guard("deployments/request", &project).await?;
     let d = slipway_engine::pipeline::request_deploy(&ctx.store, &pid, &request, g.user_id(), slipway_model::release::DeploymentKind::Deploy).await?;
-    crate::auth::audit(&g, "deploy.requested", Some(&pid), Some(("deployment", &d.id)), serde_json::json!({ "environment": d.environment, "release": d.release_tag, "image_digests": d.image_digests, "status": d.status })).await;
+    let mut detail = serde_json::json!({ "environment": d.environment, "release": d.release_tag, "image_digests": d.image_digests, "status": d.status });
+    before_after(&d, &mut detail).await;
+    crate::auth::audit(&g, "deploy.requested", Some(&pid), Some(("deployment", &d.id)), detail).await;
     Ok(d)
 }
 
@@ -131,7 +152,9 @@ pub async fn promote(project: String, from: String, to: String) -> Result<Deploy
     let ctx = crate::server::context()?;
     let (pid, g) = project_guard("deployments/promote", &project).await?;
     let d = slipway_engine::release::promote(&ctx.store, &pid, &from, &to, g.user_id()).await?;
-    crate::auth::audit(&g, "deploy.promoted", Some(&pid), Some(("deployment", &d.id)), serde_json::json!({ "from": from, "to": to, "release": d.release_tag, "image_digests": d.image_digests, "status": d.status })).await;
+    let mut detail = serde_json::json!({ "from": from, "to": to, "release": d.release_tag, "image_digests": d.image_digests, "status": d.status });
+    before_after(&d, &mut detail).await;
+    crate::auth::audit(&g, "deploy.promoted", Some(&pid), Some(("deployment", &d.id)), detail).await;
     Ok(d)
 }
 
@@ -141,7 +164,9 @@ pub async fn rollback(project: String, environment: String) -> Result<Deployment
     let ctx = crate::server::context()?;
     let (pid, g) = project_guard("deployments/rollback", &project).await?;
     let d = slipway_engine::release::rollback(&ctx.store, &pid, &environment, g.user_id()).await?;
-    crate::auth::audit(&g, "deploy.rollback", Some(&pid), Some(("deployment", &d.id)), serde_json::json!({ "environment": environment, "release": d.release_tag, "status": d.status })).await;
+    let mut detail = serde_json::json!({ "environment": environment, "release": d.release_tag, "status": d.status });
+    before_after(&d, &mut detail).await;
+    crate::auth::audit(&g, "deploy.rollback", Some(&pid), Some(("deployment", &d.id)), detail).await;
     Ok(d)
 }
 

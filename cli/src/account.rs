@@ -260,10 +260,11 @@ pub fn audit(client: &Client, query: AuditQuery, json_out: bool) -> anyhow::Resu
                 e.actor_label.clone(),
                 e.action.clone(),
                 e.target_id.clone().unwrap_or_default(),
+                e.change().unwrap_or_default(),
                 e.ip.clone().unwrap_or_default(),
             ]
         })
         .collect::<Vec<_>>();
-    table::print(&["WHEN", "WHO", "ACTION", "TARGET", "FROM"], &rows);
+    table::print(&["WHEN", "WHO", "ACTION", "TARGET", "CHANGE", "FROM"], &rows);
     Ok(())
 }

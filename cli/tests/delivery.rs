@@ -260,17 +260,32 @@ async fn the_cli_takes_a_build_through_a_gated_promotion_and_the_audit_shows_eve
     assert_eq!(e["detail"]["image_digests"]["web"], digest_v1.as_str());
     let deploys = find("deploy.requested", "dev");
     assert_eq!(deploys.len(), 2, "test and production: {deploys:#?}");
+    // Before → after: what ran in the environment when it was asked, and what is to run.
+    let release_of = |side: &serde_json::Value| side["release"].as_str().map(str::to_string);
+    let to_test = deploys.iter().find(|e| e["detail"]["environment"] == "test").expect("the deploy to test");
+    assert!(to_test["detail"].get("before").is_some_and(|b| b.is_null()), "nothing ran in test before: {to_test:#}");
+    assert_eq!(release_of(&to_test["detail"]["after"]).as_deref(), Some("v1"), "{to_test:#}");
+    assert_eq!(to_test["detail"]["after"]["image_digests"]["web"], digest_v1.as_str(), "{to_test:#}");
+    let to_prod = deploys.iter().find(|e| e["detail"]["environment"] == "production").expect("the deploy of v2 to production");
+    assert_eq!(release_of(&to_prod["detail"]["before"]).as_deref(), Some("v1"), "{to_prod:#}");
+    assert_eq!(to_prod["detail"]["before"]["image_digests"]["web"], digest_v1.as_str(), "{to_prod:#}");
+    assert_eq!(release_of(&to_prod["detail"]["after"]).as_deref(), Some("v2"), "{to_prod:#}");
     let promotions = find("deploy.promoted", "dev");
     assert_eq!(promotions.len(), 2, "{promotions:#?}");
     for p in &promotions {
         assert_eq!((p["detail"]["from"].as_str(), p["detail"]["to"].as_str()), (Some("test"), Some("production")), "{p:#}");
         assert_eq!(p["detail"]["image_digests"]["web"], digest_v1.as_str());
+        assert!(p["detail"].get("before").is_some_and(|b| b.is_null()), "nothing ran in production yet: {p:#}");
+        assert_eq!(release_of(&p["detail"]["after"]).as_deref(), Some("v1"), "{p:#}");
     }
     assert_eq!(find("deploy.rejected", "ap1").len(), 1);
     assert_eq!(find("deploy.approved", "ap1").len(), 2, "the promotion and the rollback");
     assert_eq!(find("deploy.approved", "ap2").len(), 1);
     let e = one("deploy.rollback", "dev", &rollback);
     assert_eq!(e["detail"]["release"], "v1", "{e:#}");
+    assert_eq!(release_of(&e["detail"]["before"]).as_deref(), Some("v2"), "a rollback from v2: {e:#}");
+    assert_eq!(release_of(&e["detail"]["after"]).as_deref(), Some("v1"), "back to v1: {e:#}");
+    assert_eq!(e["detail"]["after"]["image_digests"]["web"], digest_v1.as_str(), "{e:#}");
     // Refusals change nothing and leave no success behind.
     assert!(find("deploy.approved", "dev").is_empty());
     let all = serde_json::to_string(&events).unwrap();
@@ -280,9 +295,14 @@ async fn the_cli_takes_a_build_through_a_gated_promotion_and_the_audit_shows_eve
     let out = srv.run(&admin, &["audit", "--project", &project, "--action", "deploy", "--limit", "200"]).await;
     assert!(out.ok, "{}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["WHEN", "WHO", "ACTION", "TARGET", "FROM"]);
+    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["WHEN", "WHO", "ACTION", "TARGET", "CHANGE", "FROM"]);
     assert!(lines.iter().any(|l| l.contains(" ap1 ") && l.contains("deploy.rejected") && l.ends_with("127.0.0.1")), "{}", out.stdout);
-    assert!(lines.iter().any(|l| l.contains(" dev ") && l.contains("deploy.rollback") && l.contains(&rollback)), "{}", out.stdout);
+    // Each deploy, promotion and rollback shows what ran before → what runs after.
+    let row = |action: &str, target: &str| lines.iter().find(|l| l.contains(action) && l.contains(target)).copied().unwrap_or_default();
+    assert!(row("deploy.rollback", &rollback).contains(" v2 → v1 ") && row("deploy.rollback", &rollback).contains(" dev "), "{}", out.stdout);
+    assert!(row("deploy.requested", to_prod["target_id"].as_str().unwrap()).contains(" v1 → v2 "), "{}", out.stdout);
+    assert!(row("deploy.requested", to_test["target_id"].as_str().unwrap()).contains(" nothing → v1 "), "{}", out.stdout);
+    assert!(row("deploy.promoted", promotions[0]["target_id"].as_str().unwrap()).contains(" nothing → v1 "), "{}", out.stdout);
     assert!(!lines.iter().any(|l| l.contains("secret.")), "--action deploy filters: {}", out.stdout);
     // Someone who does not administer the project sees none of its events.
     let theirs = srv.run(&dev, &["--json", "audit", "--project", &project]).await;

@@ -364,6 +364,33 @@ pub struct AuditEvent {
     pub user_agent: Option<String>,
 }
 
+impl AuditEvent {
+    /// `before → after` of an event whose detail records both (deploys,
+    /// promotions, rollbacks, environment changes), in a few words for a
+    /// table: a release tag, else a short git sha, else an environment's
+    /// gate; `nothing` where nothing was (or is left). `None` for other events.
+    pub fn change(&self) -> Option<String> {
+        let (before, after) = (self.detail.get("before")?, self.detail.get("after")?);
+        Some(format!("{} → {}", change_label(before), change_label(after)))
+    }
+}
+
+/// A short name for one side of a before → after.
+fn change_label(v: &serde_json::Value) -> String {
+    let text = |key: &str| v.get(key).and_then(|x| x.as_str()).filter(|s| !s.is_empty());
+    if v.is_null() {
+        "nothing".into()
+    } else if let Some(tag) = text("release") {
+        tag.to_string()
+    } else if let Some(sha) = text("git_sha") {
+        sha.chars().take(12).collect()
+    } else if let Some(n) = v.get("approval_required").and_then(|x| x.as_u64()) {
+        format!("{n} approval(s)")
+    } else {
+        "?".into()
+    }
+}
+
 /// Position in the audit trail: list events strictly older than this one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditCursor {
@@ -409,6 +436,32 @@ pub struct AuditPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_audit_events_change_reads_its_before_and_after() {
+        let event = |detail: serde_json::Value| AuditEvent {
+            id: "aud_1".into(),
+            at: chrono::Utc::now(),
+            actor_user_id: None,
+            actor_token_id: None,
+            actor_label: "dev".into(),
+            action: "deploy.requested".into(),
+            project_id: None,
+            target_type: None,
+            target_id: None,
+            detail,
+            ip: None,
+            user_agent: None,
+        };
+        let sha = "a".repeat(40);
+        let deploy = event(serde_json::json!({ "before": { "release": "v1" }, "after": { "release": null, "git_sha": sha } }));
+        assert_eq!(deploy.change().as_deref(), Some("v1 → aaaaaaaaaaaa"));
+        let first = event(serde_json::json!({ "before": null, "after": { "release": "v1" } }));
+        assert_eq!(first.change().as_deref(), Some("nothing → v1"));
+        let gate = event(serde_json::json!({ "before": { "approval_required": 2 }, "after": { "approval_required": 1 } }));
+        assert_eq!(gate.change().as_deref(), Some("2 approval(s) → 1 approval(s)"));
+        assert_eq!(event(serde_json::json!({ "name": "DB_PASSWORD" })).change(), None);
+    }
 
     #[test]
     fn roles_parse_and_print_their_names() {

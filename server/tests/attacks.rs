@@ -241,6 +241,72 @@ async fn five_wrong_passwords_from_an_attacker_do_not_lock_the_owner_out(pool: P
     assert_eq!(status, StatusCode::OK, "the owner logs in from her address: {body}");
 }
 
+/// Moves every login attempt from `ip` back by `interval` (a Postgres
+/// interval): the limiter counts in Postgres from each attempt's `at`, so this
+/// is the time passing, without sleeping.
+async fn age_attempts(store: &Store, ip: &str, interval: &str) {
+    sqlx::query("UPDATE login_attempts SET at = at - $2::interval WHERE ip = $1")
+        .bind(ip)
+        .bind(interval)
+        .execute(store.pool())
+        .await
+        .unwrap();
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn twenty_failed_logins_from_one_address_stop_it_for_fifteen_minutes_at_the_default_setting(pool: PgPool) {
+    let _serial = serial().await;
+    let store = Store::from_pool(pool);
+    store.create_user("alice", None, PASSWORD, false).await.unwrap();
+    // The router as the server builds it: the default login policy.
+    let router = router(&store);
+    let attacker = [203, 0, 113, 20];
+    // 20 failures, 4 per username: under the per-account limits (5 per
+    // address, backoff after 10), so only the per-address limit can trip.
+    for i in 0..20 {
+        let (status, body) = send(&router, from_ip(login(&format!("guess{}", i / 4), "wrong password"), attacker)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "failure {} is still answered: {body}", i + 1);
+    }
+    // The 21st attempt from that address is refused, even for a real account
+    // with the right password.
+    let (status, body) = send(&router, from_ip(login("alice", PASSWORD), attacker)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(body.contains("too many failed logins from this address; try again in 15 minutes"), "{body}");
+    // Other addresses are not affected.
+    let (status, body) = send(&router, from_ip(login("alice", PASSWORD), [198, 51, 100, 30])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // 14 minutes later: still refused, one minute to go.
+    age_attempts(&store, "203.0.113.20", "14 minutes").await;
+    let (status, body) = send(&router, from_ip(login("alice", PASSWORD), attacker)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(body.contains("try again in 1 minute"), "{body}");
+    // Once 15 minutes have passed since the failures, the address may try again.
+    age_attempts(&store, "203.0.113.20", "61 seconds").await;
+    let (status, body) = send(&router, from_ip(login("alice", PASSWORD), attacker)).await;
+    assert_eq!(status, StatusCode::OK, "the window has passed: {body}");
+}
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn five_failures_for_one_account_from_one_address_stop_that_pair_for_fifteen_minutes(pool: PgPool) {
+    let _serial = serial().await;
+    let store = Store::from_pool(pool);
+    store.create_user("alice", None, PASSWORD, false).await.unwrap();
+    let router = router(&store);
+    let attacker = [203, 0, 113, 21];
+    for _ in 0..5 {
+        assert_eq!(send(&router, from_ip(login("alice", "wrong password"), attacker)).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let (status, body) = send(&router, from_ip(login("alice", PASSWORD), attacker)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(body.contains("for this account from this address; try again in 15 minutes"), "{body}");
+    age_attempts(&store, "203.0.113.21", "14 minutes 50 seconds").await;
+    let (status, body) = send(&router, from_ip(login("alice", PASSWORD), attacker)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "10 seconds before the window ends: {body}");
+    age_attempts(&store, "203.0.113.21", "11 seconds").await;
+    let (status, body) = send(&router, from_ip(login("alice", PASSWORD), attacker)).await;
+    assert_eq!(status, StatusCode::OK, "the window has passed: {body}");
+}
+
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
 async fn a_forwarded_for_header_counts_only_when_a_trusted_proxy_header_is_configured(pool: PgPool) {
     let _serial = serial().await;

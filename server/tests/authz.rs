@@ -12,7 +12,7 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use leptos::config::LeptosOptions;
 use serde_json::{json, Value};
-use slipway_app::auth::{Access, ENDPOINTS};
+use slipway_app::auth::ENDPOINTS;
 use slipway_engine::Store;
 use slipway_model::auth::{NewToken, Principal, Role};
 use slipway_model::project::NewProject;
@@ -207,64 +207,263 @@ fn request_for(w: &World, path: &str, n: usize, token: Option<&str>) -> Request<
     }
 }
 
-/// What a caller must get from an endpoint: `None` = allowed (anything but 401/403,
-/// and for project endpoints not 404 either).
-fn expected(access: Access, caller: Caller) -> Option<StatusCode> {
-    match (access, caller) {
-        // Public endpoints may still refuse bad credentials (401), never by role.
-        (Access::Public, _) => Some(StatusCode::OK),
-        (_, Caller::Anonymous) => Some(StatusCode::UNAUTHORIZED),
-        (Access::Authenticated, _) => None,
-        (Access::Admin, Caller::GlobalAdmin) => None,
-        (Access::Admin, _) => Some(StatusCode::FORBIDDEN),
-        (Access::Project(_), Caller::GlobalAdmin) => None,
-        // Not a member: the same answer as for a resource that does not exist.
-        (Access::Project(_), Caller::OtherProjectAdmin | Caller::ScopedGlobalAdmin) => Some(StatusCode::NOT_FOUND),
-        (Access::Project(perm), Caller::Member(role)) => (!role.allows(perm)).then_some(StatusCode::FORBIDDEN),
+/// Who may call what, written by hand from the README ("Roles, gates, logins
+/// and request limits" and "Accounts, roles, tokens, secrets, audit"), not
+/// derived from `ENDPOINTS` or `Role::allows`: the router must answer as this
+/// table says, so a wrong rule in the code turns the matrix red.
+///
+/// Columns, in order: anonymous, viewer, developer, approver, admin (the four
+/// project roles), an admin of another project, a global administrator, and
+/// a global administrator's token scoped to the other project. `ok` = allowed;
+/// otherwise the refusal: 401 (log in first), 403 (role not enough), 404 (not
+/// a member: the same answer as for something that does not exist).
+const EXPECTED_ACCESS: &[(&str, &str)] = &[
+    //                                        anon viewer dev approver admin other global scoped
+    // Anyone: logging in, the first-admin setup, health, the registry's token realm.
+    ("auth/me",                              "ok   ok     ok  ok       ok    ok    ok     ok"),
+    ("auth/login",                           "ok   ok     ok  ok       ok    ok    ok     ok"),
+    ("auth/setup",                           "ok   ok     ok  ok       ok    ok    ok     ok"),
+    ("GET /healthz",                         "ok   ok     ok  ok       ok    ok    ok     ok"),
+    ("GET /internal/registry/token",         "ok   ok     ok  ok       ok    ok    ok     ok"),
+    ("POST /internal/registry/token",        "ok   ok     ok  ok       ok    ok    ok     ok"),
+    // Any logged-in user: their own session, password and tokens; creating a
+    // project (whoever creates one administers it); lists filtered to what
+    // they may see.
+    ("auth/logout",                          "401  ok     ok  ok       ok    ok    ok     ok"),
+    ("auth/password",                        "401  ok     ok  ok       ok    ok    ok     ok"),
+    ("tokens/list",                          "401  ok     ok  ok       ok    ok    ok     ok"),
+    ("tokens/create",                        "401  ok     ok  ok       ok    ok    ok     ok"),
+    ("tokens/revoke",                        "401  ok     ok  ok       ok    ok    ok     ok"),
+    ("projects/list",                        "401  ok     ok  ok       ok    ok    ok     ok"),
+    ("projects/create",                      "401  ok     ok  ok       ok    ok    ok     ok"),
+    ("audit/list",                           "401  ok     ok  ok       ok    ok    ok     ok"),
+    ("base-images/list",                     "401  ok     ok  ok       ok    ok    ok     ok"),
+    ("builds/list",                          "401  ok     ok  ok       ok    ok    ok     ok"),
+    // A global administrator alone manages users and the allowed images
+    // (never through a project-scoped token).
+    ("users/list",                           "401  403    403 403      403   403   ok     403"),
+    ("users/create",                         "401  403    403 403      403   403   ok     403"),
+    ("base-images/add",                      "401  403    403 403      403   403   ok     403"),
+    ("base-images/remove",                   "401  403    403 403      403   403   ok     403"),
+    // Clusters (Kubernetes deploy targets, kubeconfigs): global administrators only.
+    ("clusters/list",                        "401  403    403 403      403   403   ok     403"),
+    ("clusters/add",                         "401  403    403 403      403   403   ok     403"),
+    ("clusters/remove",                      "401  403    403 403      403   403   ok     403"),
+    ("clusters/check",                       "401  403    403 403      403   403   ok     403"),
+    // Metrics: a global administrator's token (or the metrics-only token, not a caller here).
+    ("GET /metrics",                         "401  403    403 403      403   403   ok     403"),
+    // A viewer reads everything and follows logs.
+    ("projects/show",                        "401  ok     ok  ok       ok    404   ok     404"),
+    ("members/list",                         "401  ok     ok  ok       ok    404   ok     404"),
+    ("builds/show",                          "401  ok     ok  ok       ok    404   ok     404"),
+    ("builds/runs",                          "401  ok     ok  ok       ok    404   ok     404"),
+    ("builds/artifacts",                     "401  ok     ok  ok       ok    404   ok     404"),
+    ("builds/diagnose",                      "401  ok     ok  ok       ok    404   ok     404"),
+    ("releases/list",                        "401  ok     ok  ok       ok    404   ok     404"),
+    ("releases/show",                        "401  ok     ok  ok       ok    404   ok     404"),
+    ("environments/list",                    "401  ok     ok  ok       ok    404   ok     404"),
+    ("deployments/show",                     "401  ok     ok  ok       ok    404   ok     404"),
+    ("deployments/board",                    "401  ok     ok  ok       ok    404   ok     404"),
+    ("deployments/diff",                     "401  ok     ok  ok       ok    404   ok     404"),
+    ("pipelines/show",                       "401  ok     ok  ok       ok    404   ok     404"),
+    ("pipelines/list",                       "401  ok     ok  ok       ok    404   ok     404"),
+    ("GET /builds/{build}/export",           "401  ok     ok  ok       ok    404   ok     404"),
+    ("GET /api/builds/{build}/logs",         "401  ok     ok  ok       ok    404   ok     404"),
+    ("GET /builds/{build}/logs.txt",         "401  ok     ok  ok       ok    404   ok     404"),
+    ("GET /ws/builds/{build}/logs",          "401  ok     ok  ok       ok    404   ok     404"),
+    // A developer creates, runs and cancels builds, creates releases, imports
+    // builds, deploys (a gate makes it wait) and starts pipelines; an
+    // approver does none of that.
+    ("builds/create",                        "401  403    ok  403      ok    404   ok     404"),
+    ("builds/run",                           "401  403    ok  403      ok    404   ok     404"),
+    ("builds/cancel",                        "401  403    ok  403      ok    404   ok     404"),
+    ("releases/create",                      "401  403    ok  403      ok    404   ok     404"),
+    ("POST /api/projects/{project}/import",  "401  403    ok  403      ok    404   ok     404"),
+    ("deployments/request",                  "401  403    ok  403      ok    404   ok     404"),
+    ("deployments/promote",                  "401  403    ok  403      ok    404   ok     404"),
+    ("deployments/rollback",                 "401  403    ok  403      ok    404   ok     404"),
+    ("pipelines/start",                      "401  403    ok  403      ok    404   ok     404"),
+    // An approver approves or rejects gated deployments; a developer cannot.
+    ("deployments/approve",                  "401  403    403 ok       ok    404   ok     404"),
+    ("deployments/reject",                   "401  403    403 ok       ok    404   ok     404"),
+    // A project admin manages members, environments and gates, secrets,
+    // registries and settings.
+    ("projects/settings",                    "401  403    403 403      ok    404   ok     404"),
+    ("members/set",                          "401  403    403 403      ok    404   ok     404"),
+    ("members/remove",                       "401  403    403 403      ok    404   ok     404"),
+    ("secrets/list",                         "401  403    403 403      ok    404   ok     404"),
+    ("secrets/set",                          "401  403    403 403      ok    404   ok     404"),
+    ("secrets/delete",                       "401  403    403 403      ok    404   ok     404"),
+    ("registries/list",                      "401  403    403 403      ok    404   ok     404"),
+    ("registries/add",                       "401  403    403 403      ok    404   ok     404"),
+    ("registries/remove",                    "401  403    403 403      ok    404   ok     404"),
+    ("environments/save",                    "401  403    403 403      ok    404   ok     404"),
+    ("environments/delete",                  "401  403    403 403      ok    404   ok     404"),
+];
+
+/// The callers of [`EXPECTED_ACCESS`]'s columns, in order.
+const COLUMNS: [Caller; 8] = [
+    Caller::Anonymous,
+    Caller::Member(Role::Viewer),
+    Caller::Member(Role::Developer),
+    Caller::Member(Role::Approver),
+    Caller::Member(Role::Admin),
+    Caller::OtherProjectAdmin,
+    Caller::GlobalAdmin,
+    Caller::ScopedGlobalAdmin,
+];
+
+/// What the hand-written table says `caller` gets from `path`: `None` =
+/// allowed, else the refusal's status.
+fn expected(path: &str, caller: Caller) -> Option<StatusCode> {
+    let (_, row) = EXPECTED_ACCESS
+        .iter()
+        .find(|(p, _)| *p == path)
+        .unwrap_or_else(|| panic!("`{path}` has no row in EXPECTED_ACCESS: write down who may call it"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells.len(), COLUMNS.len(), "row of `{path}`");
+    let column = COLUMNS.iter().position(|c| *c == caller).expect("a caller of the table");
+    match cells[column] {
+        "ok" => None,
+        code => Some(StatusCode::from_bytes(code.as_bytes()).unwrap_or_else(|_| panic!("`{code}` in the row of `{path}`"))),
     }
 }
 
+/// Public in the table: even an anonymous caller is allowed.
+fn public(path: &str) -> bool {
+    expected(path, Caller::Anonymous).is_none()
+}
+
+/// A project's endpoint in the table: a member of another project gets 404.
+fn of_a_project(path: &str) -> bool {
+    expected(path, Caller::OtherProjectAdmin) == Some(StatusCode::NOT_FOUND)
+}
+
 #[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
-async fn every_endpoint_answers_every_caller_as_the_table_says(pool: PgPool) {
+async fn every_endpoint_answers_every_caller_as_the_readme_says(pool: PgPool) {
     let w = world(pool).await;
     let mut n = 0;
     let mut failures = Vec::new();
+    assert_eq!(w.tokens.iter().map(|(c, _)| *c).collect::<Vec<_>>(), COLUMNS, "one caller per column");
     // Caller by caller, through the table in order (set before delete).
     for (caller, token) in &w.tokens {
         for ep in ENDPOINTS {
             n += 1;
             let (status, body) = send(&w.router, request_for(&w, ep.path, n, token.as_deref())).await;
-            let ok = match expected(ep.access, *caller) {
-                Some(StatusCode::OK) if ep.access == Access::Public => status != StatusCode::FORBIDDEN && status != StatusCode::INTERNAL_SERVER_ERROR,
-                Some(want) => status == want,
+            let want = expected(ep.path, *caller);
+            let ok = match want {
+                Some(refusal) => status == refusal,
+                // A public endpoint may still refuse bad credentials of its own
+                // (a wrong setup token, no registry credential): 401, never 403.
+                None if public(ep.path) => status != StatusCode::FORBIDDEN && status != StatusCode::INTERNAL_SERVER_ERROR,
                 None => {
                     // Rollback of an environment with no earlier release may answer 404 for it.
                     let may_404 = ep.path == "deployments/rollback";
                     status != StatusCode::UNAUTHORIZED
                         && status != StatusCode::FORBIDDEN
-                        && !(matches!(ep.access, Access::Project(_)) && status == StatusCode::NOT_FOUND && !may_404)
+                        && !(of_a_project(ep.path) && status == StatusCode::NOT_FOUND && !may_404)
                         && status != StatusCode::INTERNAL_SERVER_ERROR
                 }
             };
             if !ok {
-                failures.push(format!("{} as {caller:?}: got {status}, expected {:?}: {}", ep.path, expected(ep.access, *caller), &body[..body.len().min(200)]));
+                let want = want.map_or("allowed".to_string(), |s| s.to_string());
+                failures.push(format!("{} as {caller:?}: got {status}, expected {want}: {}", ep.path, &body[..body.len().min(200)]));
             }
         }
     }
     assert!(failures.is_empty(), "{} of {n} cases wrong:\n{}", failures.len(), failures.join("\n"));
 }
 
+/// The plain routes the router serves (`METHOD /path`), read from the
+/// source of `app()` so a route added there cannot escape the tables.
+fn router_routes() -> Vec<String> {
+    let src = include_str!("../src/http.rs");
+    assert!(!src.contains(".merge(") && !src.contains(".nest("), "the router is built from more than `.route` calls: enumerate those too");
+    let mut routes = Vec::new();
+    for call in src.split(".route(").skip(1) {
+        // The arguments: up to the parenthesis that closes `.route(`.
+        let mut depth = 1;
+        let end = call
+            .char_indices()
+            .find(|&(_, c)| {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+                depth == 0
+            })
+            .map(|(i, _)| i)
+            .expect("a closed `.route(` call");
+        let (path, handlers) = call[..end].split_once(',').expect(".route(path, handlers)");
+        let path = match path.trim() {
+            "crate::realm::PATH" => slipway_server::realm::PATH.to_string(),
+            "crate::metrics::PATH" => slipway_server::metrics::PATH.to_string(),
+            quoted => quoted.strip_prefix('"').and_then(|p| p.strip_suffix('"')).unwrap_or_else(|| panic!("a route path the test cannot read: {quoted}")).to_string(),
+        };
+        let mut methods = 0;
+        for method in ["get", "post", "put", "patch", "delete", "head", "any"] {
+            let called = handlers.match_indices(&format!("{method}(")).any(|(i, _)| {
+                let before = handlers[..i].chars().next_back();
+                !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            });
+            if called {
+                routes.push(format!("{} {path}", method.to_uppercase()));
+                methods += 1;
+            }
+        }
+        assert!(methods > 0, "no method read for the route {path}: {handlers}");
+    }
+    routes
+}
+
 #[test]
-fn every_registered_server_function_is_in_the_table() {
+fn every_server_function_route_and_websocket_of_the_router_has_a_written_rule() {
     let table: Vec<&str> = ENDPOINTS.iter().map(|e| e.path).collect();
-    let mut missing = Vec::new();
-    for (path, _) in server_fn::axum::server_fn_paths() {
-        let short = path.strip_prefix("/api/").unwrap_or(path);
-        if !table.contains(&short) {
-            missing.push(path);
+    let written: Vec<&str> = EXPECTED_ACCESS.iter().map(|(p, _)| *p).collect();
+    let server_fns: Vec<String> =
+        server_fn::axum::server_fn_paths().map(|(path, _)| path.strip_prefix("/api/").unwrap_or(path).to_string()).collect();
+    let routes = router_routes();
+    // Server functions are served under `/api/{*fn_name}`; the rest are plain routes.
+    assert!(routes.contains(&"POST /api/{*fn_name}".to_string()), "{routes:?}");
+    let plain: Vec<&String> = routes.iter().filter(|r| !r.ends_with("/api/{*fn_name}")).collect();
+    let websockets: Vec<&&String> = plain.iter().filter(|r| r.contains(" /ws/")).collect();
+    assert!(!server_fns.is_empty(), "no server function registered");
+    assert!(!plain.is_empty(), "no plain route read from the router");
+    assert!(!websockets.is_empty(), "no websocket read from the router");
+    assert!(!table.is_empty() && !written.is_empty());
+
+    let mut problems = Vec::new();
+    for f in &server_fns {
+        if !written.contains(&f.as_str()) {
+            problems.push(format!("server function {f} has no row in EXPECTED_ACCESS"));
+        }
+        if !table.contains(&f.as_str()) {
+            problems.push(format!("server function {f} is not in ENDPOINTS"));
         }
     }
-    assert!(missing.is_empty(), "server functions without an authorisation rule: {missing:?}");
+    for r in &plain {
+        if !written.contains(&r.as_str()) {
+            problems.push(format!("route {r} has no row in EXPECTED_ACCESS"));
+        }
+        if !table.contains(&r.as_str()) {
+            problems.push(format!("route {r} is not in ENDPOINTS"));
+        }
+    }
+    // And back: every written row and every table entry is something the router serves.
+    for p in written.iter().chain(&table) {
+        let served = if p.contains(' ') { plain.iter().any(|r| r.as_str() == *p) } else { server_fns.iter().any(|f| f.as_str() == *p) };
+        if !served {
+            problems.push(format!("{p} is in a table but the router does not serve it"));
+        }
+    }
+    let mut sorted = written.clone();
+    sorted.sort();
+    sorted.dedup();
+    if sorted.len() != written.len() {
+        problems.push("a row of EXPECTED_ACCESS is written twice".into());
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 async fn cookie_for(w: &World, username: &str) -> String {
@@ -412,20 +611,25 @@ async fn no_response_page_or_log_line_contains_a_secret_value(pool: PgPool) {
     let (status, body) = send(&w.router, post("secrets/set", json!({ "project": w.project, "name": "DB_PASSWORD", "value": secret }))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     bodies.push(body);
-    for (path, body) in [
-        ("secrets/list", json!({ "project": w.project })),
-        ("audit/list", json!({ "query": {} })),
-        ("projects/show", json!({ "project": w.project })),
-        ("builds/show", json!({ "build": w.build })),
+    // Each answer must be the one that shows the secret's record (else the
+    // scan below would pass on an error page).
+    for (path, body, shows) in [
+        ("secrets/list", json!({ "project": w.project }), "\"name\":\"DB_PASSWORD\""),
+        ("audit/list", json!({ "query": {} }), "\"action\":\"secret.set\""),
+        ("projects/show", json!({ "project": w.project }), "\"slug\":\"alpha\""),
+        ("builds/show", json!({ "build": w.build }), w.build.as_str()),
     ] {
         let (status, body) = send(&w.router, post(path, body)).await;
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert!(body.contains(shows), "{path} is not the expected answer (no {shows}): {body}");
         bodies.push(body);
     }
     let page = Request::builder().uri("/projects/alpha").header("authorization", format!("Bearer {admin}")).body(Body::empty()).unwrap();
     let (status, html) = send(&w.router, page).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("DB_PASSWORD") || html.contains("alpha"), "the page rendered");
+    // The project page itself, with its secrets section listing the secret by name.
+    assert!(html.contains(&w.project), "the page of project alpha (its id): {html}");
+    assert!(html.contains(">Secrets</h2>") && html.contains("DB_PASSWORD"), "the page lists the secret by name: {html}");
     bodies.push(html);
     // A setup link's token travels in the query string: the access log keeps only the path.
     let setup_token = "zq-setup-token-in-a-query-5551212";

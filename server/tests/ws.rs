@@ -426,3 +426,54 @@ async fn one_user_cannot_open_more_log_followers_than_the_limit(pool: PgPool) {
     fx.finish(&run_id, RunOutcome::Cancelled { message: "test".into() }).await;
     fx.hub.shutdown().await;
 }
+
+#[sqlx::test(migrator = "slipway_engine::store::MIGRATOR")]
+async fn a_cookie_websocket_upgrade_from_another_site_is_refused_and_from_the_dashboard_accepted(pool: PgPool) {
+    let fx = Fixture::new(pool, HubConfig::default()).await;
+    let addr = fx.serve().await;
+    let (run_id, sink, writer) = fx.start_run(Masker::default()).await;
+    // A browser session of the administrator: the session cookie, no token.
+    let login = Request::builder()
+        .method("POST")
+        .uri("/api/auth/login")
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::json!({ "username": "ws-admin", "password": "a long enough password" }).to_string()))
+        .unwrap();
+    let res = app(fx.state()).oneshot(login).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let set_cookie = res.headers().get("set-cookie").unwrap().to_str().unwrap();
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let path = format!("/ws/builds/{}/logs", fx.build_id);
+    let upgrade = |headers: &[(&'static str, String)]| {
+        use tungstenite::client::IntoClientRequest;
+        let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
+        req.headers_mut().insert("cookie", cookie.parse().unwrap());
+        for (k, v) in headers {
+            req.headers_mut().insert(*k, v.parse().unwrap());
+        }
+        req
+    };
+    // Another site's page opening the socket: the browser sends the cookie
+    // along (and its own Origin, or Sec-Fetch-Site: cross-site).
+    for headers in [vec![("origin", "http://evil.example".to_string())], vec![("sec-fetch-site", "cross-site".to_string())]] {
+        match tokio_tungstenite::connect_async(upgrade(&headers)).await {
+            Err(tungstenite::Error::Http(res)) => {
+                assert_eq!(res.status(), StatusCode::FORBIDDEN, "{headers:?}");
+                let body: Value = serde_json::from_slice(res.body().as_deref().unwrap()).unwrap();
+                assert!(body["message"].as_str().unwrap().contains("cross-origin request refused"), "{body}");
+            }
+            Ok(_) => panic!("{headers:?}: a cross-site page opened a log websocket with the session cookie"),
+            Err(e) => panic!("{headers:?}: {e}"),
+        }
+    }
+    // The dashboard itself (its own origin): the same cookie is accepted.
+    for headers in [vec![("origin", format!("http://{addr}"))], vec![("sec-fetch-site", "same-origin".to_string())]] {
+        let (socket, response) = tokio_tungstenite::connect_async(upgrade(&headers)).await.unwrap_or_else(|e| panic!("{headers:?}: {e}"));
+        assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+        drop(socket);
+    }
+    drop(sink);
+    writer.finish().await.unwrap();
+    fx.finish(&run_id, RunOutcome::Cancelled { message: "test".into() }).await;
+    fx.hub.shutdown().await;
+}

@@ -283,7 +283,11 @@ fn browser_tests(ctx: &Ctx, server: &Path, services: &Services, work: &Path, tot
         .env("BASE_URL", format!("http://{addr}"))
         .env("SLIPWAY_E2E_REPO", data.join("demo-repo"))
         .env("SLIPWAY_E2E_ADMIN", "e2e-admin")
-        .env("SLIPWAY_E2E_PASSWORD", &password);
+        .env("SLIPWAY_E2E_PASSWORD", &password)
+        // For specs that need a server of their own (setup.spec.ts: an empty database).
+        .env("SLIPWAY_E2E_SERVER", server)
+        .env("SLIPWAY_E2E_SITE_ROOT", ctx.site())
+        .env("SLIPWAY_E2E_DATABASE_BASE", base_url);
     let mut counts = Totals::default();
     let ok = run_counted(&mut cmd, |line| parse_playwright(line, &mut counts), |_| {});
     terminate(&mut child, Duration::from_secs(20));

@@ -29,7 +29,8 @@ pub mod select;
 pub mod target;
 
 pub use deployments::{
-    approve, board, diff, execute_deployment, get_deployment, promote, reject, rollback, run_pending, start_due_deployments,
+    approve, board, diff, execute_deployment, get_deployment, promote, reject, rollback, run_pending, running_before,
+    start_due_deployments,
 };
 pub use executor::{spawn_executor, DEPLOYS_CHANNEL};
 pub use environments::{

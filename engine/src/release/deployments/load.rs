@@ -159,6 +159,28 @@ pub async fn get_deployment(store: &Store, deployment_id: &str) -> Result<Deploy
     load_one(&mut conn, deployment_id).await
 }
 
+/// What ran in `deployment`'s environment when it was requested: the newest
+/// other deployment there that had succeeded by then (`None`: nothing). The
+/// "before" of the audit trail's before → after for deploys, promotions and
+/// rollbacks.
+#[tracing::instrument(skip_all, fields(deployment = %deployment.id))]
+pub async fn running_before(store: &Store, deployment: &Deployment) -> Result<Option<Deployment>> {
+    let id: Option<(String,)> = sqlx::query_as(
+        "SELECT id FROM deployments
+         WHERE environment_id = $1 AND id <> $2 AND status = 'succeeded' AND completed_at <= $3
+         ORDER BY completed_at DESC, id DESC LIMIT 1",
+    )
+    .bind(&deployment.environment_id)
+    .bind(&deployment.id)
+    .bind(deployment.created_at)
+    .fetch_optional(store.pool())
+    .await?;
+    match id {
+        Some((id,)) => Ok(Some(get_deployment(store, &id).await?)),
+        None => Ok(None),
+    }
+}
+
 /// What runs in an environment now: its newest succeeded deployment.
 pub(super) async fn current_deployment(store: &Store, environment_id: &str) -> Result<Option<Deployment>> {
     let id: Option<(String,)> = sqlx::query_as(

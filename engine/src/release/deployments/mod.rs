@@ -37,7 +37,7 @@ pub use board::{board, diff};
 pub use execute::{execute_deployment, run_pending};
 pub use gate::{approve, reject, start_due_deployments};
 pub(crate) use gate::advance_if_due;
-pub use load::get_deployment;
+pub use load::{get_deployment, running_before};
 pub use request::{promote, rollback};
 pub(crate) use request::{deploy_for_pipeline, fail_pipeline_placeholders, insert_pipeline_placeholder, request_release_deploy};
 pub(crate) use source::release_reference;
