@@ -14,8 +14,17 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("docker engine error: {0}")]
     Docker(#[from] bollard::errors::Error),
+    /// Reading or writing a file, an archive or a stream failed.
     #[error("{0}")]
     Io(String),
+    /// Slipway's own code failed where it should not (encoding, signing, a
+    /// task that died): a bug or a broken host, never the caller's input.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// A stored row holds a value Slipway cannot read (an unknown status,
+    /// malformed JSON): written by another version, or by hand.
+    #[error("corrupt record: {0}")]
+    CorruptRow(String),
     /// A service Slipway needs could not be started; the text says what to do.
     #[error("{0}")]
     Startup(String),

@@ -96,7 +96,7 @@ const RUN_COLUMNS: &str = "id, project_id, pipeline, git_sha, manifest_hash, inp
 
 fn decode_steps(run_id: &str, steps: serde_json::Value) -> Result<Vec<StepState>> {
     let map: BTreeMap<String, StepState> = serde_json::from_value(steps)
-        .map_err(|e| Error::Io(format!("pipeline run {run_id} has malformed steps: {e}")))?;
+        .map_err(|e| Error::CorruptRow(format!("pipeline run {run_id} has malformed steps: {e}")))?;
     let mut list: Vec<StepState> = map.into_values().collect();
     list.sort_by_key(|s| s.position);
     Ok(list)
@@ -105,7 +105,7 @@ fn decode_steps(run_id: &str, steps: serde_json::Value) -> Result<Vec<StepState>
 impl RunRow {
     fn into_run(self) -> Result<PipelineRun> {
         let status: PipelineRunStatus =
-            self.status.parse().map_err(|e| Error::Io(format!("pipeline run {} has an unknown status: {e}", self.id)))?;
+            self.status.parse().map_err(|e| Error::CorruptRow(format!("pipeline run {} has an unknown status: {e}", self.id)))?;
         Ok(PipelineRun {
             steps: decode_steps(&self.id, self.steps)?,
             id: self.id,
@@ -1056,7 +1056,7 @@ impl Job for Driver {
 }
 
 fn internal(e: impl std::fmt::Display) -> Error {
-    Error::Io(format!("internal error: {e}"))
+    Error::Internal(e.to_string())
 }
 
 #[cfg(test)]

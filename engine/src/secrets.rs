@@ -271,7 +271,7 @@ impl SecretBox {
         let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.current.bytes));
         let ciphertext = cipher
             .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
-            .map_err(|_| Error::Io("encrypting a secret failed".into()))?;
+            .map_err(|_| Error::Internal("encrypting a secret failed".into()))?;
         Ok(Sealed { ciphertext, nonce: nonce.to_vec(), key_id: self.current.key_id() })
     }
 

@@ -115,5 +115,5 @@ pub(crate) fn token_hash(raw: &str) -> Vec<u8> {
 
 /// A row value the database should never hold (a role outside the CHECK list).
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> Error {
-    Error::Io(format!("unexpected value in the database: {what}"))
+    Error::CorruptRow(format!("unexpected value in the database: {what}"))
 }

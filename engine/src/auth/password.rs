@@ -32,7 +32,7 @@ fn hash_blocking(password: &str) -> Result<String> {
     hasher()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| Error::Io(format!("hashing a password failed: {e}")))
+        .map_err(|e| Error::Internal(format!("hashing a password failed: {e}")))
 }
 
 /// A hash of a random password nobody knows, verified against when the
@@ -100,7 +100,7 @@ async fn slot() -> Result<SemaphorePermit<'static>> {
         )
         .into());
     }
-    slots().acquire().await.map_err(|_| Error::Io("the password hashing slots are closed".into()))
+    slots().acquire().await.map_err(|_| Error::Internal("the password hashing slots are closed".into()))
 }
 
 /// Hashes a password with argon2id and a fresh random salt; returns the PHC
@@ -111,7 +111,7 @@ pub async fn hash_password(password: &str) -> Result<String> {
     let password = password.to_owned();
     tokio::task::spawn_blocking(move || hash_blocking(&password))
         .await
-        .map_err(|e| Error::Io(format!("the password hashing task failed: {e}")))?
+        .map_err(|e| Error::Internal(format!("the password hashing task failed: {e}")))?
 }
 
 /// Whether `password` matches the stored PHC `hash` (429 when the server is

@@ -81,7 +81,7 @@ impl TryFrom<RunRow> for BuildRun {
     type Error = Error;
     fn try_from(r: RunRow) -> Result<Self> {
         let status: BuildRunStatus =
-            r.status.parse().map_err(|e| Error::Io(format!("run {} has an unknown status: {e}", r.id)))?;
+            r.status.parse().map_err(|e| Error::CorruptRow(format!("run {} has an unknown status: {e}", r.id)))?;
         Ok(BuildRun {
             id: r.id,
             build_id: r.build_id,
@@ -230,7 +230,7 @@ impl Store {
     /// returns the existing spec instead (and `false`).
     #[tracing::instrument(skip_all, fields(project = %spec.project_id))]
     pub async fn create_build_spec(&self, spec: &SpecInsert) -> Result<(BuildSpec, bool)> {
-        let build_args = serde_json::to_value(&spec.build_args).map_err(|e| Error::Io(e.to_string()))?;
+        let build_args = serde_json::to_value(&spec.build_args).map_err(|e| Error::Internal(format!("encoding build args: {e}")))?;
         let inserted: Option<(String,)> = sqlx::query_as(
             "INSERT INTO build_specs (id, project_id, git_sha, manifest_hash, services, inputs, registry, cache, build_args,
                                       force_rebuild, idempotency_key, created_by)
@@ -486,7 +486,7 @@ impl Store {
         if spec.build_args.managed.iter().any(|m| PER_BUILD_ARGS.contains(&m.as_str())) {
             return Ok(None);
         }
-        let build_args = serde_json::to_value(&spec.build_args).map_err(|e| Error::Io(e.to_string()))?;
+        let build_args = serde_json::to_value(&spec.build_args).map_err(|e| Error::Internal(format!("encoding build args: {e}")))?;
         let row: Option<(String, Option<String>)> = sqlx::query_as(
             "SELECT r.id, r.reused_from_run_id FROM build_runs r JOIN build_specs b ON b.id = r.build_id
              WHERE b.project_id = $1 AND b.git_sha = $2 AND b.manifest_hash = $3
@@ -636,7 +636,7 @@ impl Store {
         let mut items = Vec::with_capacity(rows.len());
         for r in rows {
             items.push(BuildSummary {
-                status: r.status.as_deref().map(str::parse).transpose().map_err(|e| Error::Io(format!("{e}")))?,
+                status: r.status.as_deref().map(str::parse).transpose().map_err(|e| Error::CorruptRow(format!("{e}")))?,
                 id: r.id,
                 project_slug: r.project_slug,
                 git_sha: r.git_sha,

@@ -179,7 +179,7 @@ pub async fn exportable(store: &Store, build_id: &str) -> Result<(BuildSpec, Bui
     let (hash, content) = store
         .manifest_content(&spec.project_id, &spec.git_sha)
         .await?
-        .ok_or_else(|| Error::Io(format!("the manifest of build {} was not recorded", spec.id)))?;
+        .ok_or_else(|| Error::CorruptRow(format!("the manifest of build {} was not recorded", spec.id)))?;
     Ok((spec, run, artifacts, ExportedManifest { path: MANIFEST_PATH.to_string(), hash, content }))
 }
 
@@ -266,7 +266,7 @@ pub async fn export_build(store: &Store, docker: &Docker, build_id: &str, tokens
         }
         out.flush().await.map_err(|e| Error::io("writing images.tar", e))?;
     }
-    let json = serde_json::to_vec_pretty(&file).map_err(|e| Error::Io(format!("encoding build.json: {e}")))?;
+    let json = serde_json::to_vec_pretty(&file).map_err(|e| Error::Internal(format!("encoding build.json: {e}")))?;
     let tgz_path = scratch.0.join("build.tgz");
     let (images_in, tgz_out) = (images_path.clone(), tgz_path.clone());
     tokio::task::spawn_blocking(move || write_tgz(&tgz_out, &json, &images_in))

@@ -308,7 +308,7 @@ impl LogWriter {
     pub async fn finish(self) -> Result<i64> {
         match self.handle.await {
             Ok(r) => r,
-            Err(e) => Err(Error::Io(format!("log writer task failed: {e}"))),
+            Err(e) => Err(Error::Internal(format!("log writer task failed: {e}"))),
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 /// Signs `claims` into `header.claims.signature`.
 pub fn encode(key: &SigningKey, claims: &impl Serialize) -> Result<String> {
     let header = serde_json::json!({ "typ": "JWT", "alg": "ES256", "kid": key.kid() });
-    let claims = serde_json::to_vec(claims).map_err(|e| Error::Io(format!("encoding token claims: {e}")))?;
+    let claims = serde_json::to_vec(claims).map_err(|e| Error::Internal(format!("encoding token claims: {e}")))?;
     let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims));
     let sig = key.sign(signing_input.as_bytes())?;
     Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig)))

@@ -83,7 +83,7 @@ impl SigningKey {
 
     /// Signs `message` for a JWS (ES256: 64 bytes, `r || s`).
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
-        self.jws.sign(&self.rng, message).map(|s| s.as_ref().to_vec()).map_err(|_| Error::Io("signing a registry token failed".into()))
+        self.jws.sign(&self.rng, message).map(|s| s.as_ref().to_vec()).map_err(|_| Error::Internal("signing a registry token failed".into()))
     }
 
     /// Whether `sig` is this key's ES256 signature of `message`.
@@ -95,7 +95,7 @@ impl SigningKey {
     /// the registry's `rootcertbundle`.
     pub fn certificate_pem(&self) -> Result<String> {
         let mut serial = [0u8; 16];
-        self.rng.fill(&mut serial).map_err(|_| Error::Io("no randomness for a certificate serial".into()))?;
+        self.rng.fill(&mut serial).map_err(|_| Error::Internal("no randomness for a certificate serial".into()))?;
         serial[0] &= 0x7f;
         serial[0] |= 0x01;
         let name = der::seq(&der::set(&der::seq(&[OID_COMMON_NAME.to_vec(), der::tlv(0x0c, b"Slipway registry token issuer")].concat())));
@@ -114,7 +114,7 @@ impl SigningKey {
             ]
             .concat(),
         );
-        let sig = self.x509.sign(&self.rng, &tbs).map_err(|_| Error::Io("signing the registry token certificate failed".into()))?;
+        let sig = self.x509.sign(&self.rng, &tbs).map_err(|_| Error::Internal("signing the registry token certificate failed".into()))?;
         let cert = der::seq(&[tbs, algorithm, der::bit_string(sig.as_ref())].concat());
         Ok(pem("CERTIFICATE", &cert))
     }

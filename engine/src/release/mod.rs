@@ -47,14 +47,14 @@ use crate::error::{Error, Result};
 /// Decodes a stored `image_digests` object, refusing anything but `sha256:` digests.
 fn decode_digests(owner: &str, value: serde_json::Value) -> Result<ImageDigests> {
     let map: ImageDigests =
-        serde_json::from_value(value).map_err(|e| Error::Io(format!("{owner} has malformed image_digests: {e}")))?;
+        serde_json::from_value(value).map_err(|e| Error::CorruptRow(format!("{owner} has malformed image_digests: {e}")))?;
     if let Some((service, digest)) = map.iter().find(|(_, d)| !is_image_digest(d)) {
-        return Err(Error::Io(format!("{owner} has a malformed digest for {service}: {digest}")));
+        return Err(Error::CorruptRow(format!("{owner} has a malformed digest for {service}: {digest}")));
     }
     Ok(map)
 }
 
 /// An internal failure (serialisation) as an engine error.
 fn internal(e: impl std::fmt::Display) -> Error {
-    Error::Io(format!("internal error: {e}"))
+    Error::Internal(e.to_string())
 }

@@ -82,15 +82,15 @@ pub(super) async fn load_approvals(conn: &mut PgConnection, ids: &[String]) -> R
 
 pub(super) fn assemble(row: DeploymentRow, approvals: Vec<ApprovalRow>) -> Result<Deployment> {
     let status: DeploymentStatus =
-        row.status.parse().map_err(|e| Error::Io(format!("deployment {} has an unknown status: {e}", row.id)))?;
+        row.status.parse().map_err(|e| Error::CorruptRow(format!("deployment {} has an unknown status: {e}", row.id)))?;
     let kind: DeploymentKind =
-        row.kind.parse().map_err(|e| Error::Io(format!("deployment {} has an unknown kind: {e}", row.id)))?;
+        row.kind.parse().map_err(|e| Error::CorruptRow(format!("deployment {} has an unknown kind: {e}", row.id)))?;
     let image_digests = decode_digests(&row.id, row.image_digests)?;
     let hash = digests_hash(&image_digests);
     let mut views = Vec::with_capacity(approvals.len());
     for a in approvals {
         let decision: ApprovalDecision =
-            a.decision.parse().map_err(|e| Error::Io(format!("an approval of {} has an unknown decision: {e}", row.id)))?;
+            a.decision.parse().map_err(|e| Error::CorruptRow(format!("an approval of {} has an unknown decision: {e}", row.id)))?;
         views.push(ApprovalView { valid: a.digests_hash == hash, user_id: a.user_id, username: a.username, decision, at: a.created_at });
     }
     let required = u32::try_from(row.approval_required).unwrap_or(0);
