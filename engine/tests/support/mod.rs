@@ -80,31 +80,15 @@ pub async fn recorded_release(
     artifacts: &[(&str, String)],
     tag: &str,
 ) -> slipway_model::release::Release {
-    use slipway_engine::builds::{ArtifactInsert, RunOutcome, SpecInsert};
+    use slipway_engine::builds::{ArtifactInsert, RunOutcome};
     let hash = {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(format!("manifest of {git_sha}").as_bytes()))
     };
     let parsed = slipway_model::manifest::parse(manifest).expect("manifest");
-    store.record_manifest(&project.id, git_sha, &hash, manifest, &serde_json::json!({})).await.expect("manifest recorded");
+    let spec_id = slipway_testkit::records::record_spec_with_manifest(store, &project.id, git_sha, &hash, manifest, &serde_json::json!({})).await;
     slipway_engine::release::sync_environments_from_manifest(store, &project.id, &parsed).await.expect("environments");
-    let (spec, _) = store
-        .create_build_spec(&SpecInsert {
-            project_id: project.id.clone(),
-            git_sha: git_sha.into(),
-            manifest_hash: hash,
-            services: None,
-            inputs: serde_json::json!({}),
-            registry: None,
-            cache: None,
-            build_args: Default::default(),
-            force_rebuild: false,
-            idempotency_key: None,
-            created_by: None,
-        })
-        .await
-        .expect("spec");
-    let run = store.enqueue_run(&spec.id, None, false).await.expect("run");
+    let run = store.enqueue_run(&spec_id, None, false).await.expect("run");
     let claimed = store.claim_run("recorder", Duration::from_secs(60), "recorded").await.expect("claim").expect("a run");
     assert_eq!(claimed.run.id, run.id);
     for (service, digest) in artifacts {
@@ -115,9 +99,9 @@ pub async fn recorded_release(
             platforms: vec![],
             size_bytes: None,
         };
-        store.insert_artifact(&run.id, &spec.id, &insert).await.expect("artifact");
+        store.insert_artifact(&run.id, &spec_id, &insert).await.expect("artifact");
     }
     assert!(store.finish_run(&run.id, "recorder", &RunOutcome::Completed { reused_from: None }).await.expect("finish"));
-    let input = slipway_model::release::NewRelease { project: project.slug.clone(), build: spec.id, tag: Some(tag.into()), ..Default::default() };
+    let input = slipway_model::release::NewRelease { project: project.slug.clone(), build: spec_id, tag: Some(tag.into()), ..Default::default() };
     slipway_engine::release::create_release(store, &input, None).await.expect("release")
 }
